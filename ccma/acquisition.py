@@ -1,0 +1,212 @@
+"""CCMA acquisition, one round (SPEC sections 6 and 12): parameters, presets, ablation
+variants and the pure steps (subpool, candidates, greedy coverage, k-means selection)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .atomic import save_npz
+from .geometry import CHUNK, as_tensor, kmeans, nearest_distinct, pick_device, sq_dists
+
+SUBPOOLS = ("kmeans", "random", "none")
+REFERENCE_RECLUSTER_SAMPLE = 50_000
+REFERENCE_RECLUSTER_MAX = 20_000
+
+
+@dataclass(frozen=True)
+class CCMAParams:
+    """Every knob of CCMA; defaults are the ``paper`` preset, variant V1."""
+
+    tau: float = 0.01                    # teacher temperature
+    k_teacher: float = 3.0               # size target of the teacher's sets
+    k_student: float = 5.0               # size target of the student's sets
+    calibration: str = "size"            # size | coverage
+    alpha: float = 0.1                   # error rate for coverage-targeted calibration
+    calibrate_on: str = "calibration"    # calibration (D_cal) | subpool (sizes on the scored subpool)
+    nonconformity: str = "one_minus_p"   # one_minus_p | neg_log_p
+    empty_set: str = "union"             # union (SPEC 5 fallback) | top1 (sets never empty)
+    subpool: str = "kmeans"              # kmeans | random | none
+    subpool_size: int = 5000             # M
+    per_cluster: int = 1                 # r, points taken per k-means cluster
+    recluster: bool = False              # re-cluster unlabelled points every round (reference code)
+    kmeans_iters: int = 20
+    kappa: float = 20.0                  # oversampling: candidates = kappa * b
+    diversity: bool = True               # greedy coverage (or k-means) on the candidates
+    final_selection: str = "coverage"    # coverage | kmeans
+    kernel_space: str = "teacher"        # teacher | student (features the kernel compares)
+    sigma: str = "median"                # 'median' pairwise distance of the candidates, or a number
+
+
+VARIANTS = {  # the paper's Table 2
+    "V1": {"subpool": "kmeans", "diversity": True},
+    "V2": {"subpool": "none", "diversity": True},
+    "V3": {"subpool": "random", "diversity": True},
+    "V4": {"subpool": "kmeans", "diversity": False},
+    "V5": {"subpool": "none", "diversity": False},
+}
+
+PRESETS = {  # SPEC section 12
+    "paper": {},
+    "reference-code": {
+        "nonconformity": "neg_log_p", "calibrate_on": "subpool", "empty_set": "top1",
+        "tau": 0.03, "final_selection": "kmeans", "recluster": True,
+    },
+}
+
+
+def resolve_params(preset: str = "paper", variant: str = "V1", **overrides) -> CCMAParams:
+    """Preset, then variant, then explicit overrides (None means 'not given')."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
+    known = {f.name for f in fields(CCMAParams)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown CCMA parameter(s): {sorted(unknown)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    params = replace(CCMAParams(), **PRESETS[preset], **VARIANTS[variant])
+    return replace(params, **given)
+
+
+# ---------------------------------------------------------------- subpool (step 1)
+
+@dataclass(frozen=True)
+class Clustering:
+    """k-means of the pool's teacher embeddings: assignment and squared distance, (N_pool,)."""
+
+    assign: np.ndarray
+    dist: np.ndarray
+
+
+def cluster_pool(teacher_pool: np.ndarray, n_clusters: int, seed: int, niter: int,
+                 cache: Path | None = None, pool_key: str = "") -> Clustering:
+    """Cluster once per (dataset, teacher, pool, M/r, seed); cached at ``cache`` when given.
+
+    ``pool_key`` identifies the pool (a hash of its rows): a cache made for another pool
+    is recomputed, never reused.
+    """
+    if cache is not None and cache.exists():
+        with np.load(cache) as data:
+            if str(data["pool_key"]) == pool_key and int(data["n_clusters"]) == n_clusters \
+                    and len(data["assign"]) == len(teacher_pool):
+                return Clustering(data["assign"], data["dist"])
+    _, assign, dist = kmeans(teacher_pool, n_clusters, seed=seed, niter=niter)
+    if cache is not None:
+        save_npz(cache, assign=assign, dist=dist, n_clusters=np.int64(n_clusters),
+                 seed=np.int64(seed), pool_key=np.str_(pool_key))
+    return Clustering(assign, dist)
+
+
+def subpool_cache_name(n_clusters: int, niter: int, seed: int) -> str:
+    return f"kmeans-k{n_clusters}-it{niter}-seed{seed}.npz"
+
+
+def cluster_representatives(clustering: Clustering, unlabeled: np.ndarray, per_cluster: int) -> np.ndarray:
+    """From each cluster, the ``per_cluster`` still-unlabelled points nearest its centroid.
+
+    unlabeled: (N_pool,) bool. Returns sorted pool positions.
+    """
+    candidates = np.flatnonzero(unlabeled)
+    order = candidates[np.lexsort((clustering.dist[candidates], clustering.assign[candidates]))]
+    groups = clustering.assign[order]
+    first = np.r_[True, groups[1:] != groups[:-1]]
+    start_of_group = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    rank = np.arange(len(order)) - start_of_group
+    return np.sort(order[rank < per_cluster])
+
+
+def recluster_subpool(teacher_pool: np.ndarray, unlabeled: np.ndarray, size: int, seed: int,
+                      niter: int, rng: np.random.Generator) -> np.ndarray:
+    """The reference code's subpool: k-means of at most 50,000 random unlabelled points into
+    min(M, n/3, 20,000) clusters, then the point nearest each centre."""
+    pool_idx = np.flatnonzero(unlabeled)
+    if len(pool_idx) > REFERENCE_RECLUSTER_SAMPLE:
+        pool_idx = np.sort(rng.choice(pool_idx, REFERENCE_RECLUSTER_SAMPLE, replace=False))
+    k = max(1, min(size, len(pool_idx) // 3, REFERENCE_RECLUSTER_MAX))
+    x = teacher_pool[pool_idx].astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    _, assign, dist = kmeans(x, k, seed=seed, niter=niter)
+    reps = cluster_representatives(Clustering(assign, dist), np.ones(len(pool_idx), bool), 1)
+    return pool_idx[reps]
+
+
+# ---------------------------------------------------------------- candidates and batch (steps 3-4)
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k highest scores, highest first; ties broken by position."""
+    k = min(k, len(scores))
+    order = np.argsort(-scores, kind="stable")
+    return order[:k]
+
+
+def median_pairwise_distance(x: np.ndarray, device: torch.device | None = None) -> float:
+    """Median Euclidean distance over distinct pairs of rows of x (n, d)."""
+    device = device or pick_device()
+    t = as_tensor(x, device)
+    iu = torch.triu_indices(len(t), len(t), offset=1, device=device)
+    d = sq_dists(t, t)[iu[0], iu[1]].sqrt()
+    return float(d.median().item()) if d.numel() else 1.0
+
+
+def gaussian_similarity(x: np.ndarray, y: np.ndarray, sigma: float,
+                        device: torch.device | None = None) -> np.ndarray:
+    """k(x, y) = exp(-||x - y||^2 / (2 sigma^2)), (n, m) float32 (n x m must fit in memory)."""
+    device = device or pick_device()
+    d = sq_dists(as_tensor(x, device), as_tensor(y, device))
+    return torch.exp(-d / (2.0 * sigma * sigma)).cpu().numpy()
+
+
+def max_similarity_to(x: np.ndarray, refs: np.ndarray, sigma: float,
+                      device: torch.device | None = None) -> np.ndarray:
+    """max over rows r of refs of k(x_i, r), (n,) float32; 0 when refs is empty. Chunked."""
+    out = np.zeros(len(x), dtype=np.float32)
+    for s in range(0, len(refs), CHUNK):
+        np.maximum(out, gaussian_similarity(x, refs[s:s + CHUNK], sigma, device).max(axis=1), out=out)
+    return out
+
+
+def greedy_coverage(weights: np.ndarray, similarity: np.ndarray, initial_max: np.ndarray,
+                    budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy maximisation of F(B) = sum_x u(x) max_{x' in B ∪ L} k(x, x').
+
+    weights: u (C,); similarity: k among candidates (C, C), row = covered point x,
+    column = chosen candidate; initial_max: max_{l in L} k(x, l) (C,).
+    Gains g_j = sum_x u_x relu(k(x, j) - m_x) are kept up to date incrementally: after a
+    pick only the rows whose running max m_x grew change, so each step touches those rows.
+    Returns the chosen positions in pick order and their gains (non-increasing).
+    """
+    budget = min(budget, len(weights))
+    w = np.asarray(weights, dtype=np.float64)
+    sim = np.asarray(similarity, dtype=np.float64)
+    m = np.asarray(initial_max, dtype=np.float64).copy()
+    gains = w @ np.maximum(sim - m[:, None], 0.0)
+    chosen = np.empty(budget, dtype=np.int64)
+    picked_gains = np.empty(budget, dtype=np.float64)
+    available = np.ones(len(w), dtype=bool)
+    for step in range(budget):
+        j = int(np.argmax(np.where(available, gains, -np.inf)))
+        chosen[step], picked_gains[step] = j, gains[j]
+        available[j] = False
+        grew = np.flatnonzero(sim[:, j] > m)
+        if grew.size:
+            rows = sim[grew]
+            old = np.maximum(rows - m[grew, None], 0.0)
+            m[grew] = sim[grew, j]
+            new = np.maximum(rows - m[grew, None], 0.0)
+            gains -= w[grew] @ (old - new)
+    return chosen, picked_gains
+
+
+def kmeans_selection(x: np.ndarray, budget: int, seed: int, niter: int) -> np.ndarray:
+    """The reference code's final step: k-means with b clusters on the L2-normalised
+    candidates, the (distinct) candidate nearest each centre. x: (C, d); returns positions."""
+    budget = min(budget, len(x))
+    x = np.asarray(x, dtype=np.float32)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    centroids, _, _ = kmeans(x, budget, seed=seed, niter=niter)
+    return nearest_distinct(x, centroids)

@@ -1,0 +1,78 @@
+"""Distances, nearest neighbours and k-means in chunks, on the student's device.
+
+Nothing here materialises an N x N matrix: pairwise work is done ``CHUNK`` rows at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+CHUNK = 4096
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def as_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=device)
+
+
+def sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances (n, m) between rows of a (n, d) and b (m, d), clamped >= 0."""
+    d = (a * a).sum(1, keepdim=True) - 2.0 * a @ b.T + (b * b).sum(1)[None, :]
+    return d.clamp_min_(0.0)
+
+
+def nearest(x: np.ndarray, refs: np.ndarray, device: torch.device | None = None,
+            chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of x (n, d): index of and squared distance to the nearest row of refs (m, d)."""
+    device = device or pick_device()
+    r = as_tensor(refs, device)
+    idx = np.empty(len(x), dtype=np.int64)
+    dist = np.empty(len(x), dtype=np.float32)
+    for s in range(0, len(x), chunk):
+        d = sq_dists(as_tensor(x[s:s + chunk], device), r)
+        best = d.min(dim=1)
+        idx[s:s + chunk] = best.indices.cpu().numpy()
+        dist[s:s + chunk] = best.values.cpu().numpy()
+    return idx, dist
+
+
+def kmeans(x: np.ndarray, k: int, seed: int, niter: int = 20,
+           max_points_per_centroid: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lloyd's k-means (faiss) seeded by ``seed``.
+
+    x: (n, d). Returns centroids (k, d) float32, assignment (n,) int64 and squared distance
+    of each point to its centroid (n,) float32. faiss trains on at most
+    ``max_points_per_centroid * k`` points (a seeded sample), then every point is assigned.
+    """
+    import faiss
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    k = int(min(k, len(x)))
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=int(seed) % (2**31), verbose=False,
+                      max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1)
+    km.train(x)
+    dist, assign = km.index.search(x, 1)
+    return km.centroids.copy(), assign[:, 0].astype(np.int64), dist[:, 0].astype(np.float32)
+
+
+def nearest_distinct(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """For each centre in order, the nearest point not already taken; (len(centres),) indices.
+
+    points: (n, d), centres: (k, d) with k <= n.
+    """
+    d = sq_dists(torch.as_tensor(centres, dtype=torch.float32),
+                 torch.as_tensor(points, dtype=torch.float32)).numpy()
+    order = np.argsort(d, axis=1, kind="stable")
+    taken = np.zeros(len(points), dtype=bool)
+    chosen = np.empty(len(centres), dtype=np.int64)
+    for i, row in enumerate(order):  # k iterations; each usually stops at its first entry
+        j = row[np.argmax(~taken[row])]
+        taken[j] = True
+        chosen[i] = j
+    return chosen

@@ -1,0 +1,226 @@
+"""The active-learning loop (SPEC section 1): train, evaluate, query; saved after every round.
+
+Every round's randomness is derived from (seed, round), so a run killed at any moment and
+started again continues from its last finished round and writes the same rows (timings
+aside) as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import record
+from .errors import CCMAError
+from .features import check_same_rows, feature_path, prototype_path, read_features, read_prototypes
+from .geometry import pick_device
+from .splits import load_splits, split_path
+from .strategies import QueryContext, get_strategy
+from .strategies.base import PoolData, Strategy
+from .student import StudentConfig, train_student
+from .teacher import zero_shot_accuracy
+
+INITS = ("random", "strategy")
+DEFAULT_TEACHER = "clip-vit-l-14"
+DEFAULT_STUDENT = "dinov2-large"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data_dir: Path
+    dataset: str
+    strategy: str
+    seed: int
+    rounds: int = 20                 # T
+    budget: int | None = None        # b; None means K
+    init: str = "random"
+    teacher_backbone: str = DEFAULT_TEACHER
+    student_backbone: str = DEFAULT_STUDENT
+    student: StudentConfig = field(default_factory=StudentConfig)
+    params: dict = field(default_factory=dict)  # strategy parameters given by the user
+    name: str | None = None          # run name; default from strategy, variant and preset
+
+
+@dataclass
+class RunData:
+    pool: PoolData
+    test_student: np.ndarray   # (N_test, d_S)
+    test_labels: np.ndarray    # (N_test,)
+    zero_shot: float           # the teacher's zero-shot test accuracy
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_run_data(data_dir, dataset: str, teacher_backbone: str, student_backbone: str) -> RunData:
+    teacher = read_features(feature_path(data_dir, dataset, teacher_backbone))
+    student = read_features(feature_path(data_dir, dataset, student_backbone))
+    check_same_rows(teacher, student)
+    protos = read_prototypes(prototype_path(data_dir, dataset, teacher_backbone))
+    if protos.prototypes.shape[1] != teacher.dim:
+        raise CCMAError(f"{protos.path}: prototypes have dimension {protos.prototypes.shape[1]} "
+                        f"but the teacher features {teacher.path} have {teacher.dim}")
+    k = len(protos.classnames)
+    if teacher.n_classes != k:
+        raise CCMAError(f"{teacher.path}: {teacher.n_classes} classes but {protos.path} names {k}")
+    splits = load_splits(split_path(data_dir, dataset), len(teacher.train.labels), len(teacher.test.labels))
+    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    pool = PoolData(
+        student=f32(student.train.embeddings[splits.pool]),
+        teacher=f32(teacher.train.embeddings[splits.pool]),
+        labels=teacher.train.labels[splits.pool], rows=splits.pool,
+        cal_student=f32(student.train.embeddings[splits.calibration]),
+        cal_teacher=f32(teacher.train.embeddings[splits.calibration]),
+        cal_labels=teacher.train.labels[splits.calibration],
+        prototypes=protos.prototypes, n_classes=k,
+        pool_key=hashlib.sha256(splits.pool.tobytes()).hexdigest()[:16],
+    )
+    test_teacher = teacher.test.embeddings[splits.test]
+    return RunData(pool, f32(student.test.embeddings[splits.test]), teacher.test.labels[splits.test],
+                   zero_shot_accuracy(test_teacher, teacher.test.labels[splits.test], protos.prototypes))
+
+
+def run_name(strategy: str, params: dict) -> str:
+    """``ccma``, ``ccma-V3``, ``ccma-reference-code``, ``ccma-V3-reference-code``; baselines as named."""
+    parts = [strategy]
+    if params.get("variant", "V1") != "V1":
+        parts.append(params["variant"])
+    if params.get("preset", "paper") != "paper":
+        parts.append(params["preset"])
+    return "-".join(parts)
+
+
+def validate(cfg: RunConfig, strategy: Strategy, params: dict, n_pool: int, n_classes: int) -> int:
+    """Check values that only make sense against the data; returns the batch size b."""
+    budget = cfg.budget or n_classes
+    if cfg.rounds < 1:
+        raise CCMAError(f"--rounds: must be >= 1, got {cfg.rounds}")
+    if budget < 1:
+        raise CCMAError(f"--budget: must be >= 1, got {budget}")
+    if cfg.init not in INITS:
+        raise CCMAError(f"--init: must be one of {INITS}, got {cfg.init!r}")
+    if budget * cfg.rounds > n_pool:
+        raise CCMAError(f"--budget: b={budget} x T={cfg.rounds} rounds needs {budget * cfg.rounds} "
+                        f"labels but the pool has {n_pool}")
+    if strategy.name == "ccma":
+        for key in ("k_teacher", "k_student"):
+            if not 0 < params[key] <= n_classes:
+                raise CCMAError(f"--{key.replace('_', '-')}: must be in (0, K={n_classes}], got {params[key]}")
+        if params["kappa"] < 1:
+            raise CCMAError(f"--kappa: must be >= 1, got {params['kappa']}")
+        if params["calibration"] == "coverage" and params["calibrate_on"] == "subpool":
+            raise CCMAError("--calibrate-on: coverage-targeted calibration needs labels; "
+                            "use --calibrate-on calibration")
+    return budget
+
+
+def _round_seed(seed: int, round_: int, stream: int) -> int:
+    return int(np.random.SeedSequence([seed, round_, stream]).generate_state(1)[0])
+
+
+def _initial_batch(cfg: RunConfig, strategy: Strategy, ctx_args: dict, budget: int):
+    rng = np.random.default_rng([cfg.seed, 0])
+    if cfg.init == "random":
+        return rng.choice(len(ctx_args["data"].labels), size=budget, replace=False), None
+    if strategy.needs_student:
+        return (rng.choice(len(ctx_args["data"].labels), size=budget, replace=False),
+                "initial batch: strategy needs a trained student; drawn at random")
+    sel = strategy.query(QueryContext(labeled=np.zeros(0, np.int64), student=None, round=0, **ctx_args),
+                         budget, rng)
+    return sel.indices, sel.fallback and f"initial batch: {sel.fallback}"
+
+
+def run(cfg: RunConfig, progress: bool | None = None, log=print) -> Path:
+    """Run (or resume) one AL run; returns the path of the finished run record."""
+    strategy = get_strategy(cfg.strategy)
+    try:
+        params = strategy.effective(cfg.params)
+    except ValueError as exc:
+        raise CCMAError(f"--strategy {cfg.strategy}: {exc}") from None
+    data = load_run_data(cfg.data_dir, cfg.dataset, cfg.teacher_backbone, cfg.student_backbone)
+    pool = data.pool
+    budget = validate(cfg, strategy, params, len(pool.labels), pool.n_classes)
+    name = cfg.name or run_name(cfg.strategy, params)
+    final = record.run_path(cfg.data_dir, cfg.dataset, name, cfg.seed)
+    partial = record.partial_path(final)
+    identity = {"dataset": cfg.dataset, "strategy": cfg.strategy, "params": params,
+                "rounds": cfg.rounds, "budget": budget, "init": cfg.init, "seed": cfg.seed,
+                "teacher": cfg.teacher_backbone, "student": cfg.student_backbone,
+                "student_config": asdict(cfg.student), "pool": pool.pool_key}
+    params_hash = _hash(identity)
+
+    if final.exists() and record.read_rows(final)[1].get("params_hash") == params_hash:
+        log(f"{final}: already complete with these parameters")
+        return final
+    rows, labeled = [], None
+    device = pick_device(cfg.student.device)
+    ctx_args = dict(data=pool, params=params, seed=cfg.seed, device=device,
+                    cache_dir=Path(cfg.data_dir) / "clusters" / cfg.dataset / cfg.teacher_backbone)
+    init_fallback = None
+    if partial.exists():
+        rows, meta = record.read_rows(partial)
+        if meta.get("params_hash") == params_hash:
+            labeled = np.concatenate([np.asarray(meta["initial"], np.int64)] +
+                                     [np.searchsorted(pool.rows, r["queried"]) for r in rows])
+            init_fallback = meta.get("initial_fallback")
+            log(f"{partial}: resuming after round {len(rows)}")
+        else:
+            rows = []
+    if labeled is None:
+        initial, init_fallback = _initial_batch(cfg, strategy, ctx_args, budget)
+        labeled = np.asarray(initial, dtype=np.int64)
+    initial = labeled[:budget]
+    meta = {"params_hash": params_hash, "identity": identity, "initial": initial.tolist(),
+            "initial_fallback": init_fallback, "run_name": name}
+
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(range(len(rows) + 1, cfg.rounds + 1), desc=f"{cfg.dataset}/{name}/seed{cfg.seed}",
+               unit="round", disable=not show, initial=len(rows), total=cfg.rounds)
+    for t in bar:
+        started = time.perf_counter()
+        student = train_student(pool.student[labeled], pool.labels[labeled], pool.n_classes,
+                                cfg.student, seed=_round_seed(cfg.seed, t, 0))
+        train_seconds = time.perf_counter() - started
+        accuracy = float(np.mean(student.predict(data.test_student) == data.test_labels))
+        ctx = QueryContext(labeled=labeled, student=student, round=t, **ctx_args)
+        started = time.perf_counter()
+        if t < cfg.rounds:
+            sel = strategy.query(ctx, budget, np.random.default_rng(_round_seed(cfg.seed, t, 1)))
+            _check_selection(sel.indices, ctx, budget, strategy.name)
+            queried, fallback, diagnostics = sel.indices, sel.fallback, sel.diagnostics
+            query_seconds = time.perf_counter() - started
+        else:
+            queried, fallback, query_seconds = np.zeros(0, np.int64), None, None
+            diagnostics = strategy.diagnose(ctx) if strategy.diagnose else {}
+        if t == 1 and init_fallback:
+            fallback = "; ".join(filter(None, [init_fallback, fallback]))
+        rows.append({
+            "dataset": cfg.dataset, "strategy": name, "preset": params.get("preset"),
+            "variant": params.get("variant"), "params_hash": params_hash, "seed": cfg.seed,
+            "round": t, "n_labeled": len(labeled), "accuracy": accuracy,
+            "train_seconds": train_seconds, "query_seconds": query_seconds,
+            "queried": pool.rows[queried].tolist(), "teacher_zero_shot_accuracy": data.zero_shot,
+            **{k: diagnostics.get(k) for k in record.DIAGNOSTIC_COLUMNS}, "fallback": fallback,
+        })
+        record.write_rows(partial, rows, meta)
+        labeled = np.concatenate([labeled, queried])
+        bar.set_postfix(acc=f"{accuracy:.3f}", n=len(labeled))
+    record.write_rows(final, rows, meta)
+    partial.unlink(missing_ok=True)
+    return final
+
+
+def _check_selection(indices: np.ndarray, ctx: QueryContext, budget: int, name: str) -> None:
+    """A strategy must return b distinct unlabelled positions; anything else is a bug."""
+    if len(indices) != budget or len(np.unique(indices)) != budget \
+            or not ctx.unlabeled_mask[indices].all():
+        raise RuntimeError(f"strategy {name!r} returned an invalid batch "
+                           f"({len(indices)} indices, {len(np.unique(indices))} distinct, budget {budget})")

@@ -1,0 +1,137 @@
+"""The strategy interface and registry.
+
+A strategy is a function ``query(ctx, budget, rng) -> Selection`` that returns ``budget``
+distinct positions of still-unlabelled pool rows. Its hyper-parameters are declared as
+``Param``s so that the CLI lists them (with defaults) and the run record hashes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import CCMAError
+from ..student import Student
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str          # python name; the CLI flag is --name-with-dashes
+    default: Any
+    help: str
+    type: Callable = float
+    choices: tuple | None = None
+
+
+@dataclass
+class PoolData:
+    """Everything a strategy may look at, in pool order (positions 0..N_pool-1)."""
+
+    student: np.ndarray          # (N_pool, d_S) student backbone features h(x)
+    teacher: np.ndarray          # (N_pool, d_T) teacher image embeddings z_T(x)
+    labels: np.ndarray           # (N_pool,) oracle labels: read only at labelled positions
+    rows: np.ndarray             # (N_pool,) train-row index of each position
+    cal_student: np.ndarray      # (N_cal, d_S) calibration split
+    cal_teacher: np.ndarray      # (N_cal, d_T)
+    cal_labels: np.ndarray       # (N_cal,)
+    prototypes: np.ndarray       # (K, d_T)
+    n_classes: int
+    pool_key: str = ""           # identifies the pool (hash of ``rows``) for on-disk caches
+
+
+@dataclass
+class QueryContext:
+    data: PoolData
+    labeled: np.ndarray            # positions in acquisition order
+    student: Student | None        # trained this round; None on a cold start with init=strategy
+    params: dict                   # this strategy's resolved parameters
+    seed: int
+    round: int
+    device: torch.device
+    cache_dir: Path | None = None  # for per-(dataset, seed) caches such as k-means
+    _unlabeled: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def unlabeled_mask(self) -> np.ndarray:
+        """(N_pool,) bool, True where not yet labelled."""
+        if self._unlabeled is None:
+            mask = np.ones(len(self.data.labels), dtype=bool)
+            mask[self.labeled] = False
+            self._unlabeled = mask
+        return self._unlabeled
+
+    @property
+    def unlabeled(self) -> np.ndarray:
+        """Sorted positions of unlabelled rows."""
+        return np.flatnonzero(self.unlabeled_mask)
+
+    @property
+    def labeled_labels(self) -> np.ndarray:
+        return self.data.labels[self.labeled]
+
+
+@dataclass
+class Selection:
+    indices: np.ndarray                       # positions into the pool, len == budget, distinct
+    fallback: str | None = None               # what deviated from the published algorithm, if anything
+    diagnostics: dict = field(default_factory=dict)
+
+
+QueryFn = Callable[[QueryContext, int, np.random.Generator], Selection]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    query: QueryFn
+    params: tuple[Param, ...] = ()
+    needs_student: bool = True     # cannot pick a batch before a student is trained
+    description: str = ""
+    diagnose: Callable[[QueryContext], dict] | None = None  # diagnostics without querying
+    resolve: Callable[[dict], dict] | None = None           # given params -> effective params
+
+    def effective(self, given: dict) -> dict:
+        """Defaults overlaid with ``given`` (None = not given), then the strategy's resolver."""
+        params = {**self.defaults(), **{k: v for k, v in given.items() if v is not None}}
+        return self.resolve(params) if self.resolve else params
+
+    def defaults(self) -> dict:
+        return {p.name: p.default for p in self.params}
+
+
+REGISTRY: dict[str, Strategy] = {}
+
+
+def register(name: str, *, params: tuple[Param, ...] = (), needs_student: bool = True,
+             diagnose=None, resolve=None):
+    """Decorator: register ``query`` under ``name``."""
+
+    def wrap(fn: QueryFn) -> QueryFn:
+        if name in REGISTRY:
+            raise ValueError(f"strategy {name!r} registered twice")
+        REGISTRY[name] = Strategy(name, fn, tuple(params), needs_student,
+                                  (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
+                                  diagnose, resolve)
+        return fn
+
+    return wrap
+
+
+def get_strategy(name: str) -> Strategy:
+    if name not in REGISTRY:
+        raise CCMAError(f"--strategy: unknown strategy {name!r}; choose from {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def random_fill(chosen: np.ndarray, ctx: QueryContext, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """Top up ``chosen`` to ``budget`` with distinct unlabelled positions drawn uniformly."""
+    chosen = np.asarray(chosen, dtype=np.int64)
+    need = budget - len(chosen)
+    if need <= 0:
+        return chosen[:budget]
+    rest = np.setdiff1d(ctx.unlabeled, chosen)
+    return np.concatenate([chosen, rng.choice(rest, size=need, replace=False)])

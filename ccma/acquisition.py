@@ -144,21 +144,39 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return order[:k]
 
 
+def median_distance(sq: torch.Tensor) -> float:
+    """Median Euclidean distance over distinct pairs, from the squared distances (n, n) of n
+    rows to themselves (upper triangle read); 1.0 when there is no pair.
+
+    The lower median (as torch.median) is found by selection, O(n^2) without a sort. The
+    square roots are taken before selecting: torch's vectorised sqrt is not always correctly
+    rounded, so sqrt(median of squares) can differ from it in the last bit.
+    """
+    n = len(sq)
+    if n < 2:
+        return 1.0
+    iu = torch.triu_indices(n, n, offset=1, device=sq.device)
+    pairs = sq[iu[0], iu[1]].sqrt_().cpu().numpy()
+    rank = (len(pairs) - 1) // 2
+    return float(np.partition(pairs, rank)[rank])
+
+
+def gaussian_kernel_(sq: torch.Tensor, sigma: float) -> torch.Tensor:
+    """exp(-sq / (2 sigma^2)) computed in place on the squared distances ``sq``; returns it."""
+    return sq.neg_().div_(2.0 * sigma * sigma).exp_()
+
+
 def median_pairwise_distance(x: np.ndarray, device: torch.device | None = None) -> float:
     """Median Euclidean distance over distinct pairs of rows of x (n, d)."""
-    device = device or pick_device()
-    t = as_tensor(x, device)
-    iu = torch.triu_indices(len(t), len(t), offset=1, device=device)
-    d = sq_dists(t, t)[iu[0], iu[1]].sqrt()
-    return float(d.median().item()) if d.numel() else 1.0
+    t = as_tensor(x, device or pick_device())
+    return median_distance(sq_dists(t, t))
 
 
 def gaussian_similarity(x: np.ndarray, y: np.ndarray, sigma: float,
                         device: torch.device | None = None) -> np.ndarray:
     """k(x, y) = exp(-||x - y||^2 / (2 sigma^2)), (n, m) float32 (n x m must fit in memory)."""
     device = device or pick_device()
-    d = sq_dists(as_tensor(x, device), as_tensor(y, device))
-    return torch.exp(-d / (2.0 * sigma * sigma)).cpu().numpy()
+    return gaussian_kernel_(sq_dists(as_tensor(x, device), as_tensor(y, device)), sigma).cpu().numpy()
 
 
 def max_similarity_to(x: np.ndarray, refs: np.ndarray, sigma: float,
@@ -184,7 +202,8 @@ def greedy_coverage(weights: np.ndarray, similarity: np.ndarray, initial_max: np
     w = np.asarray(weights, dtype=np.float64)
     sim = np.asarray(similarity, dtype=np.float64)
     m = np.asarray(initial_max, dtype=np.float64).copy()
-    gains = w @ np.maximum(sim - m[:, None], 0.0)
+    gains = sim - m[:, None]
+    gains = w @ np.maximum(gains, 0.0, out=gains)
     chosen = np.empty(budget, dtype=np.int64)
     picked_gains = np.empty(budget, dtype=np.float64)
     available = np.ones(len(w), dtype=bool)

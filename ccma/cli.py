@@ -131,6 +131,15 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+STUDENT_HELP = {
+    "dropout": "input dropout rate", "lr": "AdamW learning rate", "weight_decay": "AdamW weight decay",
+    "batch_size": "mini-batch size", "max_epochs": "epoch cap",
+    "patience": "early stopping: epochs without a training-loss improvement",
+    "min_delta": "early stopping: smallest improvement that counts",
+    "device": "auto (CUDA when present), cpu or cuda[:N]",
+}
+
+
 def add_run(sub) -> None:
     from .loop import INITS
     from .strategies import REGISTRY
@@ -148,9 +157,12 @@ def add_run(sub) -> None:
                    help="run name under runs/{dataset}/ (default: strategy[-variant][-preset])")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar over rounds (default: when stderr is a terminal)")
-    g = p.add_argument_group("student")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's own choice)")
+    g = p.add_argument_group("student (SPEC section 3)")
     for f in fields(StudentConfig):
-        g.add_argument(_flag(f.name), type=type(f.default), default=f.default, dest=f"student_{f.name}")
+        g.add_argument(_flag(f.name), type=type(f.default), default=f.default, dest=f"student_{f.name}",
+                       help=STUDENT_HELP[f.name])
     seen = {}
     for strategy in REGISTRY.values():
         for param in strategy.params:
@@ -169,6 +181,12 @@ def cmd_run(args) -> None:
     from .student import StudentConfig
 
     strategy = get_strategy(args.strategy)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CCMAError(f"--threads: must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     own = {param.name for param in strategy.params}
     for other in REGISTRY.values():
         for param in other.params:
@@ -185,9 +203,183 @@ def cmd_run(args) -> None:
     print(out)
 
 
+# ------------------------------------------------------------------ aggregate
+
+def add_aggregate(sub) -> None:
+    from .metrics import TIE_METHODS
+    from .report import DEFAULT_ITERATIONS, DEFAULT_TARGETS, SENSITIVITY_PARAMS
+
+    p = sub.add_parser("aggregate", help="metrics, tables, figures and the report of every run",
+                       formatter_class=HelpFormatter)
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="data directory (reads runs/)")
+    p.add_argument("--results-dir", type=Path, default=Path("results"), help="where results go")
+    p.add_argument("--targets", type=float, nargs="+", default=[100 * t for t in DEFAULT_TARGETS],
+                   help="target accuracies in percent for labels-to-target")
+    p.add_argument("--rank-iterations", type=int, nargs="+", default=list(DEFAULT_ITERATIONS),
+                   help="rounds shown in the cross-dataset rank table")
+    p.add_argument("--ties", default="min", choices=TIE_METHODS,
+                   help="rank shared by tied strategies (min: 1, 1, 3; average: 1.5, 1.5, 3)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="seeds every run should have (default: every seed found on the dataset)")
+    p.add_argument("--sensitivity", nargs="*", default=list(SENSITIVITY_PARAMS),
+                   help="CCMA parameters that get sensitivity curves when runs differ in them only")
+    p.add_argument("--dpi", type=int, default=200, help="resolution of the PNG figures")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar over datasets (default: when stderr is a terminal)")
+    p.set_defaults(func=cmd_aggregate)
+
+
+def cmd_aggregate(args) -> None:
+    from .report import ReportConfig, write_report
+
+    cfg = ReportConfig(targets=tuple(t / 100 for t in args.targets),
+                       iterations=tuple(args.rank_iterations), ties=args.ties,
+                       seeds=tuple(args.seeds) if args.seeds else None,
+                       sensitivity=tuple(args.sensitivity), dpi=args.dpi)
+    report = write_report(args.data_dir, args.results_dir, cfg, progress=args.progress)
+    for line in report.warnings:
+        print(f"ccma aggregate: warning: {line}", file=sys.stderr)
+    print(report.results_dir / "report.html")
+
+
+# ------------------------------------------------------------------ download / embed / prototypes
+
+def _raw_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--raw-dir", type=Path, default=None,
+                   help="where the dataset's files are (default: DATA_DIR/raw/DATASET)")
+
+
+def _backbone_options(p: argparse.ArgumentParser, default=None, many: bool = False) -> None:
+    from .embed import BACKBONES
+
+    p.add_argument("--backbone", required=default is None, default=default, nargs="+" if many else None,
+                   help=f"feature store name: one of {', '.join(BACKBONES)}, or a name for the custom "
+                        "model given by --open-clip-model/--pretrained or --hf-model")
+    p.add_argument("--open-clip-model", default=None, help="custom teacher: open_clip model name (e.g. ViT-g-14)")
+    p.add_argument("--pretrained", default=None,
+                   help="custom teacher: open_clip pretrained tag (e.g. laion2b_s34b_b88k)")
+    p.add_argument("--hf-model", default=None,
+                   help="custom student: DINOv2 checkpoint on the Hugging Face hub (e.g. facebook/dinov2-base)")
+
+
+def _resolve(args, name: str | None = None):
+    from .embed import resolve_backbone
+
+    return resolve_backbone(name or args.backbone, args.open_clip_model, args.pretrained, args.hf_model)
+
+
+def add_download(sub) -> None:
+    p = sub.add_parser("download", help="fetch a dataset into DATA_DIR/raw/DATASET",
+                       formatter_class=HelpFormatter)
+    _common(p, backbones=False)
+    _raw_dir(p)
+    p.set_defaults(func=cmd_download)
+
+
+def cmd_download(args) -> None:
+    from .datasets import raw_dir
+    from .download import download
+
+    download(args.dataset, args.raw_dir or raw_dir(args.data_dir, args.dataset))
+
+
+def add_embed(sub) -> None:
+    p = sub.add_parser("embed", help="image features of one backbone to features/DATASET/BACKBONE.zarr",
+                       formatter_class=HelpFormatter)
+    _common(p, backbones=False)
+    _backbone_options(p)
+    _raw_dir(p)
+    p.add_argument("--classnames-file", type=Path, default=None,
+                   help="image folders only: 'folder<TAB>name' lines, or one name per line in sorted "
+                        "folder order (default: RAW_DIR/classnames.txt when present, else folder names)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    p.add_argument("--chunk-rows", type=int, default=4096,
+                   help="rows per stored chunk: the unit a killed job resumes from")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader processes decoding and preprocessing images (default: one per "
+                        "CPU core the job may use, less one, at most 8)")
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored dtype")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bar with images per second")
+    p.set_defaults(func=cmd_embed)
+
+
+def cmd_embed(args) -> None:
+    from .datasets import load_dataset, raw_dir
+    from .embed import default_workers, embed_dataset, load_backbone
+    from .geometry import pick_device
+
+    backbone = _resolve(args)
+    data = load_dataset(args.dataset, args.raw_dir or raw_dir(args.data_dir, args.dataset), args.classnames_file)
+    encoder = load_backbone(backbone, pick_device(args.device))
+    path = embed_dataset(args.data_dir, data, encoder, batch_size=args.batch_size, chunk_rows=args.chunk_rows,
+                         workers=default_workers() if args.workers is None else args.workers,
+                         dtype=args.dtype, progress=args.progress)
+    print(f"{path}: {len(data.train.labels)} train / {len(data.test.labels)} test rows, d={encoder.dim}, "
+          f"K={data.n_classes} ({backbone.describe()}, split: {data.split_rule})")
+
+
+def add_prototypes(sub) -> None:
+    from .loop import DEFAULT_TEACHER
+
+    p = sub.add_parser("prototypes", help="CLIP text prototypes to prototypes/DATASET/BACKBONE.zarr",
+                       formatter_class=HelpFormatter)
+    _common(p, backbones=False)
+    _backbone_options(p, default=DEFAULT_TEACHER)
+    p.add_argument("--templates", type=Path, default=None,
+                   help="file with one prompt template per line, '{}' marking the class name "
+                        "(default: SPEC section 2's 10 templates)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.set_defaults(func=cmd_prototypes)
+
+
+def cmd_prototypes(args) -> None:
+    from .embed import load_backbone
+    from .geometry import pick_device
+    from .prototypes import TEMPLATES, build_prototypes, read_templates
+
+    backbone = _resolve(args)
+    if not backbone.has_text:
+        raise CCMAError(f"--backbone: {backbone.name} has no text tower; prototypes need a CLIP teacher")
+    templates = read_templates(args.templates) if args.templates else list(TEMPLATES)
+    out, accuracy = build_prototypes(args.data_dir, args.dataset, load_backbone(backbone, pick_device(args.device)),
+                                     templates)
+    print(f"{out}: {len(templates)} templates, teacher zero-shot test accuracy {accuracy:.4f}")
+
+
+def add_fetch_weights(sub) -> None:
+    from .loop import DEFAULT_STUDENT, DEFAULT_TEACHER
+
+    p = sub.add_parser("fetch-weights", formatter_class=HelpFormatter,
+                       help="fill the model caches (run where there is internet; compute nodes then "
+                            "run with HF_HUB_OFFLINE=1)")
+    _backbone_options(p, default=[DEFAULT_TEACHER, DEFAULT_STUDENT], many=True)
+    p.set_defaults(func=cmd_fetch_weights)
+
+
+def cmd_fetch_weights(args) -> None:
+    from huggingface_hub import constants
+
+    from .embed import fetch_weights
+
+    if (args.open_clip_model or args.hf_model) and len(args.backbone) != 1:
+        raise CCMAError("--backbone: name exactly one store for a custom --open-clip-model/--hf-model")
+    for name in args.backbone:
+        backbone = _resolve(args, name)
+        try:
+            where = fetch_weights(backbone)
+        except CCMAError:
+            if constants.HF_HUB_OFFLINE:
+                raise CCMAError("HF_HUB_OFFLINE=1 is set: unset it to download weights") from None
+            raise
+        print(f"{backbone.name}: {where}")
+
+
 # ------------------------------------------------------------------ main
 
-COMMANDS = [add_synth, add_splits, add_clusters, add_run]
+COMMANDS = [add_synth, add_splits, add_clusters, add_run, add_aggregate, add_download, add_embed,
+            add_prototypes, add_fetch_weights]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,9 +22,15 @@ def as_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances (n, m) between rows of a (n, d) and b (m, d), clamped >= 0."""
-    d = (a * a).sum(1, keepdim=True) - 2.0 * a @ b.T + (b * b).sum(1)[None, :]
-    return d.clamp_min_(0.0)
+    """Squared Euclidean distances (n, m) between rows of a (n, d) and b (m, d), clamped >= 0.
+
+    Computed as (|a|^2 - 2 a.b) + |b|^2 in place on the product: the same roundings as the
+    out-of-place expression, without two more (n, m) temporaries.
+    """
+    a_sq = (a * a).sum(1, keepdim=True)
+    b_sq = a_sq[:, 0] if b is a else (b * b).sum(1)
+    d = (2.0 * a) @ b.T
+    return d.neg_().add_(a_sq).add_(b_sq[None, :]).clamp_min_(0.0)
 
 
 def nearest(x: np.ndarray, refs: np.ndarray, device: torch.device | None = None,
@@ -43,12 +49,15 @@ def nearest(x: np.ndarray, refs: np.ndarray, device: torch.device | None = None,
 
 
 def kmeans(x: np.ndarray, k: int, seed: int, niter: int = 20,
-           max_points_per_centroid: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           max_points_per_centroid: int = 256,
+           init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lloyd's k-means (faiss) seeded by ``seed``.
 
     x: (n, d). Returns centroids (k, d) float32, assignment (n,) int64 and squared distance
     of each point to its centroid (n,) float32. faiss trains on at most
     ``max_points_per_centroid * k`` points (a seeded sample), then every point is assigned.
+    ``init`` (k, d): starting centroids (e.g. ``x[kmeans_plus_plus(...)]``); faiss's own
+    start (k random points) when None.
     """
     import faiss
 
@@ -56,9 +65,47 @@ def kmeans(x: np.ndarray, k: int, seed: int, niter: int = 20,
     k = int(min(k, len(x)))
     km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=int(seed) % (2**31), verbose=False,
                       max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1)
-    km.train(x)
+    km.train(x, init_centroids=None if init is None else np.ascontiguousarray(init, dtype=np.float32))
     dist, assign = km.index.search(x, 1)
     return km.centroids.copy(), assign[:, 0].astype(np.int64), dist[:, 0].astype(np.float32)
+
+
+def d2_sampling(n: int, k: int, sq_dist_to, first: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """k-means++'s D^2 sampling of min(k, n) distinct indices out of n points.
+
+    ``sq_dist_to(c)`` gives the squared distances (n,) (float64 tensor) of every point to point
+    c. Starting from ``first``, each next index is drawn with probability proportional to the
+    squared distance to its nearest chosen one; if those are all 0, uniformly among the
+    unchosen. Returns the indices in pick order and how many were drawn by D^2 (with ``first``).
+    """
+    chosen, by_d2 = [int(first)], 1
+    d2 = sq_dist_to(chosen[0])
+    while len(chosen) < min(k, n):
+        d2[chosen] = 0.0  # chosen points are never drawn again, whatever the round-off
+        weights = d2.cpu().numpy()
+        total = weights.sum()
+        if total > 0:
+            nxt = int(rng.choice(n, p=weights / total))
+            by_d2 += 1
+        else:
+            nxt = int(rng.choice(np.setdiff1d(np.arange(n), chosen)))
+        chosen.append(nxt)
+        d2 = torch.minimum(d2, sq_dist_to(nxt))
+    return np.asarray(chosen, dtype=np.int64), by_d2
+
+
+def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator,
+                     device: torch.device | None = None) -> np.ndarray:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): min(k, n) distinct row indices of x (n, d),
+    the first uniform, then D^2 sampling; one (n, d) matrix-vector product per centre."""
+    t = as_tensor(x, device or pick_device())
+    sq = (t * t).sum(1)
+
+    def sq_dist_to(c: int) -> torch.Tensor:
+        return (sq + sq[c] - 2.0 * (t @ t[c])).clamp_min_(0.0).double()
+
+    return d2_sampling(len(x), k, sq_dist_to, int(rng.integers(len(x))), rng)[0]
 
 
 def nearest_distinct(points: np.ndarray, centres: np.ndarray) -> np.ndarray:

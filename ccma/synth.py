@@ -40,7 +40,7 @@ class SynthConfig:
     group_strength: float = 0.8     # share of a class direction common to its group (0..1)
     teacher_accuracy: float = 0.7   # target zero-shot accuracy of the teacher
     confusion_mismatch: float = 1.0  # 0: same confusable groups in both spaces; 1: independent
-    student_noise: float = 1.0      # sample noise in student space (relative to class distance)
+    student_noise: float = 2.0      # sample noise in student space (relative to class distance)
     prototype_noise: float = 0.3
     prototype_offset: float = 0.5   # norm of the common shift of all prototypes
     seed: int = 0
@@ -64,7 +64,7 @@ def config_for(regime: str, scale: str = "small", **overrides) -> SynthConfig:
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose from {sorted(SCALES)}")
     given = {k: v for k, v in overrides.items() if v is not None}
-    return replace(SynthConfig(), **REGIMES[regime], **SCALES[scale], **given)
+    return replace(SynthConfig(), **{**REGIMES[regime], **SCALES[scale], **given})
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -110,7 +110,8 @@ def generate(cfg: SynthConfig) -> SynthData:
     student_groups = _mismatched_groups(rng, teacher_groups, cfg.confusion_mismatch)
     mu_t = _class_directions(rng, teacher_groups, cfg.teacher_dim, cfg.group_strength)
     mu_s = _class_directions(rng, student_groups, cfg.student_dim, cfg.group_strength)
-    labels = rng.permutation(np.arange(n) % k).astype(np.int64)
+    labels = np.concatenate([rng.permutation(np.arange(m) % k)  # balanced in each split
+                             for m in (cfg.n_train, cfg.n_test)]).astype(np.int64)
     modes = rng.integers(cfg.modes, size=n)
 
     def space(mu, dim):

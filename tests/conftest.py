@@ -7,6 +7,9 @@ import os
 import numpy as np
 import pytest
 
+# One BLAS/OpenMP thread: tests run tiny tensors, where thread hand-offs cost more than they
+# save, and CI may share the machine's two cores with other work.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may wait on the network
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

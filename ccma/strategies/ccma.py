@@ -8,11 +8,12 @@ from dataclasses import asdict, fields
 import numpy as np
 
 from ..acquisition import (PRESETS, SUBPOOLS, VARIANTS, CCMAParams, cluster_pool,
-                           cluster_representatives, subpool_cache_name, gaussian_similarity, greedy_coverage,
-                           kmeans_selection, max_similarity_to, median_pairwise_distance,
-                           recluster_subpool, resolve_params, top_k)
+                           cluster_representatives, gaussian_kernel_, greedy_coverage,
+                           kmeans_selection, max_similarity_to, median_distance,
+                           recluster_subpool, resolve_params, subpool_cache_name, top_k)
 from ..conformal import (calibrate_coverage, calibrate_size, nonconformity, prediction_sets,
                          set_size_and_coverage)
+from ..geometry import as_tensor, sq_dists
 from ..scoring import ccma_scores, entropy
 from ..teacher import teacher_log_posterior
 from .base import Param, QueryContext, Selection, random_fill, register
@@ -131,11 +132,13 @@ def _select(ctx: QueryContext, p: CCMAParams, u: np.ndarray, subpool: np.ndarray
     x = np.asarray(space[subpool[candidates]], dtype=np.float32)
     if p.final_selection == "kmeans":
         return candidates[kmeans_selection(x, budget, int(rng.integers(2**31)), p.kmeans_iters)]
-    sigma = median_pairwise_distance(x, ctx.device) if p.sigma == "median" else float(p.sigma)
+    t = as_tensor(x, ctx.device)
+    sq = sq_dists(t, t)  # one (C, C) product serves both sigma and the kernel
+    sigma = median_distance(sq) if p.sigma == "median" else float(p.sigma)
     sigma = sigma if sigma > 0 else 1.0  # all candidates identical: any scale gives the same picks
     labeled = np.asarray(space[ctx.labeled], dtype=np.float32)
     initial = max_similarity_to(x, labeled, sigma, ctx.device)
-    sim = gaussian_similarity(x, x, sigma, ctx.device)
+    sim = gaussian_kernel_(sq, sigma).cpu().numpy()
     chosen, _ = greedy_coverage(u[candidates], sim, initial, budget)
     return candidates[chosen]
 

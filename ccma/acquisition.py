@@ -84,18 +84,22 @@ class Clustering:
 
 
 def cluster_pool(teacher_pool: np.ndarray, n_clusters: int, seed: int, niter: int,
-                 cache: Path | None = None, pool_key: str = "") -> Clustering:
+                 cache: Path | None = None, pool_key: str = "",
+                 max_points_per_centroid: int = 256) -> Clustering:
     """Cluster once per (dataset, teacher, pool, M/r, seed); cached at ``cache`` when given.
 
     ``pool_key`` identifies the pool (a hash of its rows): a cache made for another pool
-    is recomputed, never reused.
+    is recomputed, never reused. k-means trains on a seeded sample of at most
+    ``max_points_per_centroid * n_clusters`` points, then assigns every point (a
+    million-point pool needs a smaller sample than the default to cluster in minutes).
     """
     if cache is not None and cache.exists():
         with np.load(cache) as data:
             if str(data["pool_key"]) == pool_key and int(data["n_clusters"]) == n_clusters \
                     and len(data["assign"]) == len(teacher_pool):
                 return Clustering(data["assign"], data["dist"])
-    _, assign, dist = kmeans(teacher_pool, n_clusters, seed=seed, niter=niter)
+    _, assign, dist = kmeans(teacher_pool, n_clusters, seed=seed, niter=niter,
+                             max_points_per_centroid=max_points_per_centroid)
     if cache is not None:
         save_npz(cache, assign=assign, dist=dist, n_clusters=np.int64(n_clusters),
                  seed=np.int64(seed), pool_key=np.str_(pool_key))

@@ -47,7 +47,7 @@ def fetch(resource: Resource, raw: Path, dataset: str) -> bool:
     if resource.extract:
         extract_archive(str(target), str(raw))
         if resource.inner:
-            extract_archive(str(raw / resource.inner), str(raw))
+            extract_archive(str(raw / resource.inner), str(raw), remove_finished=True)
         target.unlink()  # the marker now stands for the unpacked files
     with atomic_path(marker) as tmp:
         tmp.write_text(json.dumps({"url": resource.url, "md5": resource.md5}) + "\n")

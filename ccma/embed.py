@@ -62,6 +62,14 @@ class Backbone:
     def has_text(self) -> bool:
         return self.library == "open_clip"
 
+    def cli_args(self) -> str:
+        """The options that name this backbone on the command line."""
+        if BACKBONES.get(self.name) == self:
+            return f"--backbone {self.name}"
+        if self.has_text:
+            return f"--backbone {self.name} --open-clip-model {self.model} --pretrained {self.pretrained}"
+        return f"--backbone {self.name} --hf-model {self.model}"
+
     def describe(self) -> str:
         if self.tiny:
             return f"{self.library} {self.model} (random init, seed {self.seed})"
@@ -155,10 +163,13 @@ def _seeded(seed: int):
 def _offline_error(backbone: Backbone, exc: Exception) -> CCMAError:
     from huggingface_hub import constants
 
-    why = "HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else "no connection to the model hub"
+    if constants.HF_HUB_OFFLINE:
+        why = f"HF_HUB_OFFLINE=1: {type(exc).__name__}"
+    else:
+        why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
     return CCMAError(f"backbone {backbone.name}: the weights of {backbone.describe()} are not in the "
-                     f"local cache and cannot be downloaded ({why}: {type(exc).__name__}); pre-fetch them "
-                     f"on a machine with internet with 'ccma fetch-weights --backbone {backbone.name}' "
+                     f"local cache and cannot be downloaded ({why}); pre-fetch them "
+                     f"on a machine with internet with 'ccma fetch-weights {backbone.cli_args()}' "
                      "into the same HF_HOME (README, 'Real datasets and features')")
 
 

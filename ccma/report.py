@@ -70,6 +70,8 @@ DIAGNOSTIC_PANELS = (  # (column, panel title); the paper's Figs. 8 (a-c) and 9 
     ("conf_teacher", "teacher confidence c_T"),
     ("gate_mean", "gate w"),
 )
+VARIANT_COLOURS = {"V1": CCMA_COLOUR, "V2": "#4c72b0", "V3": "#55a868", "V4": "#8172b3",
+                   "V5": "#937860"}
 FIGURE_WIDTH = 7.0   # inches: one text width; figures are drawn at the size they are printed
 
 
@@ -643,13 +645,9 @@ def figure_diagnostics_across(results: list[DatasetResult], path: Path, dpi: int
 
 def figure_ablation(res: DatasetResult, table: pd.DataFrame, path: Path, dpi: int) -> Path:
     """Learning curves of V1-V5 and AULC against query seconds per round (the paper's Fig. 7)."""
-    import seaborn as sns
-
     t = table[table["dataset"] == res.dataset]
     runs = list(t["run"])
-    shades = dict(zip(VARIANTS, sns.color_palette("rocket", len(VARIANTS) + 1)[1:]))
-    shades["V1"] = CCMA_COLOUR
-    styles = {r: {"color": shades[v], "linewidth": 2.6 if v == "V1" else 1.5}
+    styles = {r: {"color": VARIANT_COLOURS[v], "linewidth": 2.6 if v == "V1" else 1.5}
               for r, v in zip(runs, t["variant"])}
     labels = dict(zip(runs, t["variant"]))
     with _theme():
@@ -664,14 +662,24 @@ def figure_ablation(res: DatasetResult, table: pd.DataFrame, path: Path, dpi: in
                         fmt="o", color=styles[row.run]["color"], capsize=3, markersize=6)
             ax.annotate(row.variant, (row.time_per_round_s, row.aulc_mean), textcoords="offset points",
                         xytext=(5, 4), fontsize=8.5)
-        if t["time_per_round_s"].min() > 0:
-            ax.set_xscale("log")
+        _spread_axis(ax, t["time_per_round_s"].to_numpy(dtype=float))
         ax.set_xlabel("query seconds per round")
         ax.set_ylabel("AULC")
         ax.set_title("accuracy vs cost")
         axes[0, 0].legend(frameon=False)
         fig.suptitle(f"{res.dataset}: CCMA ablation (V1 = kmeans subpool + diversity)")
         return _save(fig, path, dpi)
+
+
+def _spread_axis(ax, values: np.ndarray) -> None:
+    """A log x axis when the values span more than a factor 10, with plain-number ticks."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    values = values[np.isfinite(values)]
+    if len(values) and values.min() > 0 and values.max() / values.min() > 10:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def figure_sensitivity(res: DatasetResult, param: str, path: Path, dpi: int) -> Path:
@@ -694,8 +702,8 @@ def figure_sensitivity(res: DatasetResult, param: str, path: Path, dpi: int) -> 
         ax.errorbar(t["value"], t["aulc_mean"], yerr=np.nan_to_num(t["aulc_std"]), color="#444444",
                     marker="o", capsize=3)
         values = t["value"].to_numpy(dtype=float)
-        if values.min() > 0 and values.max() / values.min() > 10:
-            ax.set_xscale("log")
+        _spread_axis(ax, values)
+        ax.set_xticks(values, [f"{v:g}" for v in values])
         ax.set_xlabel(param)
         ax.set_ylabel("AULC")
         ax.set_title(f"AULC vs {param}")

@@ -302,6 +302,11 @@ def test_imagefolder_explicit_split_with_name_list(tmp_path):
     (raw / "test" / "bird").mkdir()
     with pytest.raises(CCMAError, match="class folder not in"):
         load_dataset("imagefolder", raw)
+    jpeg(tmp_path / "only-train" / "train" / "cat" / "0.jpg", 0)
+    with pytest.raises(CCMAError, match="a train/ folder needs a test/ folder"):
+        load_dataset("imagefolder", tmp_path / "only-train")
+    with pytest.raises(CCMAError, match="nowhere: not found; put the images there"):
+        load_dataset("imagefolder-x", tmp_path / "nowhere")
 
 
 def test_imagefolder_mapping_must_cover_every_folder(tmp_path):

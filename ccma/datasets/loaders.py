@@ -217,7 +217,10 @@ def load_imagefolder(raw: Path, name: str = "imagefolder", classnames_file=None)
     """One sub-folder per class, either directly in ``raw`` (then a stratified 80/20 split,
     split seed 0) or in ``raw/train`` and ``raw/test``. ``classnames_file`` (default
     ``raw/classnames.txt`` when present) maps folder names to natural names."""
-    base = require(raw, name)
+    base = Path(raw)
+    if not base.is_dir():
+        raise CCMAError(f"{base}: not found; put the images there, one sub-folder per class "
+                        "(README, 'Real datasets and features')")
     if classnames_file is None and (base / "classnames.txt").exists():
         classnames_file = base / "classnames.txt"
     explicit = (base / "train").is_dir()
@@ -243,7 +246,9 @@ def load_imagefolder(raw: Path, name: str = "imagefolder", classnames_file=None)
         return Split(FileImages(folder, rel), labels)
 
     if explicit:
-        train, test = read(root), read(require(base / "test", name))
+        if not (base / "test").is_dir():
+            raise CCMAError(f"{base / 'test'}: not found; a train/ folder needs a test/ folder beside it")
+        train, test = read(root), read(base / "test")
         rule = "official"
     else:
         train, test = stratified_split(read(root), names)

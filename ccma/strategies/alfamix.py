@@ -5,7 +5,7 @@ every class anchor z* (the mean labelled embedding of the class; a class without
 takes the mean of all labelled embeddings): z~ = (1 - alpha) z + alpha z*, with one alpha per
 dimension. z is a *candidate* when the head's prediction on some z~ differs from its
 prediction on z. The cap on alpha starts at ``alfamix_cap`` (1/32) and grows by that step
-until more than b candidates are found (or the cap reaches 1). The batch is one point per
+until more than b candidates are found or the cap reaches 1. The batch is one point per
 cluster of k-means with min(b, #candidates) clusters on the L2-normalised candidate
 embeddings (the member nearest each centre); when that gives fewer than b points, the rest
 is drawn uniformly at random without duplicates and recorded as a fallback.
@@ -56,7 +56,18 @@ def class_anchors(z_labeled: np.ndarray, labels: np.ndarray, n_classes: int) -> 
     return anchors.astype(np.float32)
 
 
-def _closed_form_flips(z, pred, anchor, head, cap):
+class LinearHead:
+    """The student's head as a frozen function z -> W z + b (alpha is the only variable)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        self.weight, self.bias = weight.detach(), bias.detach()
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return F.linear(z, self.weight, self.bias)
+
+
+def _closed_form_flips(z: torch.Tensor, pred: torch.Tensor, anchor: torch.Tensor, head: LinearHead,
+                       cap: float) -> torch.Tensor:
     # d CE(W z + b, y) / dz = W^T (softmax(W z + b) - onehot(y)), row by row
     residual = torch.softmax(head(z), dim=1)
     residual[torch.arange(len(z), device=z.device), pred] -= 1.0
@@ -69,7 +80,9 @@ def _closed_form_flips(z, pred, anchor, head, cap):
     return head(z + alpha * diff).argmax(1) != pred
 
 
-def _learned_flips(z, pred, anchor, head, cap, steps, lr, l2, gen):
+def _learned_flips(z: torch.Tensor, pred: torch.Tensor, anchor: torch.Tensor, head: LinearHead,
+                   cap: float, steps: int, lr: float, l2: float,
+                   gen: torch.Generator) -> torch.Tensor:
     alpha = torch.normal(cap / 2, cap / 2, size=z.shape, generator=gen, device=z.device)
     alpha = alpha.clamp_(1e-8, cap)
     flipped = torch.zeros(len(z), dtype=torch.bool, device=z.device)
@@ -84,16 +97,6 @@ def _learned_flips(z, pred, anchor, head, cap, steps, lr, l2, gen):
         opt.step()
         alpha = a.detach().clamp_(1e-8, cap)
     return flipped
-
-
-class LinearHead:
-    """The student's head as a frozen function z -> W z + b (alpha is the only variable)."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
-        self.weight, self.bias = weight.detach(), bias.detach()
-
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        return F.linear(z, self.weight, self.bias)
 
 
 def find_candidates(z: np.ndarray, pred: np.ndarray, anchors: np.ndarray, head: LinearHead,

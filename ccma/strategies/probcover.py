@@ -57,7 +57,7 @@ def impure_radius_sq(x: np.ndarray, pseudo: np.ndarray, device: torch.device) ->
 def purity_delta_sq(r_sq: np.ndarray, purity: float) -> float:
     """The largest delta^2 with mean(r^2 >= delta^2) >= purity, from r(x)^2 (n,)."""
     n = len(r_sq)
-    return float(np.sort(r_sq)[n - math.ceil(purity * n)])
+    return float(np.sort(r_sq)[n - math.ceil(purity * n) - 1])
 
 
 def estimate_delta_sq(x: np.ndarray, n_clusters: int, purity: float, seed: int,

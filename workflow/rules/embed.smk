@@ -1,0 +1,30 @@
+# Frozen features (SPEC 2): one store per image dataset and backbone, on a GPU when there is
+# one (resources: gpu, which the SLURM profile turns into --gpus). A killed job leaves a
+# partial store; Snakemake deletes it before the rerun, while `ccma embed` run by hand (or
+# `dvc repro`, whose stores persist) continues with the missing chunks.
+
+
+rule embed:
+    input:
+        raw=lambda wildcards: raw_input(wildcards.dataset),
+        code=code(*plan.MODULES["embed"]),
+    output:
+        directory(features("{dataset}", "{backbone}")),
+    params:
+        data_dir=up(2),
+        options=plan.flags(config["embed"]),
+    log:
+        f"{LOGS}/embed/{{dataset}}/{{backbone}}.log",
+    wildcard_constraints:
+        dataset=one_of(IMAGE_DATASETS),
+        backbone=one_of([TEACHER, STUDENT]),
+    threads: 8
+    resources:
+        mem_mb=32000,
+        runtime=480,
+        gpu=1,
+    conda:
+        "../envs/embed.yaml"
+    shell:
+        PIN + "ccma embed --data-dir {params.data_dir} --dataset {wildcards.dataset} "
+        "--backbone {wildcards.backbone} {params.options} --no-progress > {log} 2>&1"

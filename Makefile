@@ -19,3 +19,10 @@ test: $(STAMP)
 
 test-slurm: $(STAMP)
 	$(BIN)/python -m pytest -m slurm tests
+
+# Query speed and memory vs scikit-activeml and baal, plus a 1M-point CCMA run (benchmarks/README.md).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/al_speed.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/al_speed.py --quick

@@ -24,6 +24,8 @@ def atomic_path(target: str | os.PathLike, directory: bool = False):
         fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp create owner-only entries; give the result the umask's usual mode.
+    tmp.chmod((0o777 if directory else 0o666) & ~_umask())
     try:
         yield tmp
         if directory and target.exists():
@@ -35,6 +37,12 @@ def atomic_path(target: str | os.PathLike, directory: bool = False):
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_npz(target: str | os.PathLike, **arrays) -> None:

@@ -167,6 +167,7 @@ def load_runs(data_dir) -> RunSet:
             "rounds": len(frame), "last_round": int(frame["round"].max()),
             "budget": identity.get("budget"), "init": identity.get("init"),
             "teacher": identity.get("teacher"), "student": identity.get("student"),
+            "zero_shot": first["teacher_zero_shot_accuracy"],
             "student_config": json.dumps(identity.get("student_config"), sort_keys=True),
             "standard": first["strategy"] == _default_name(base, params),
             "path": str(path),
@@ -295,15 +296,18 @@ def aggregate_dataset(runset: RunSet, dataset: str, cfg: ReportConfig) -> Datase
     curves["rank"] = np.nan
     if main:
         table = pd.DataFrame({run: by_round[run] for run in main}).T  # (runs, rounds)
-        ranked = pd.DataFrame(metrics.ranks(table.to_numpy(), cfg.ties), index=table.index,
-                              columns=table.columns)
-        long = ranked.stack().rename("rank_").reset_index().rename(columns={"level_0": "run"})
+        ranked = pd.DataFrame(metrics.ranks(table.to_numpy(), cfg.ties),
+                              index=pd.Index(table.index, name="run"), columns=table.columns)
+        long = ranked.stack().rename("rank_").reset_index()
         curves = curves.merge(long, on=["run", "round"], how="left")
         curves["rank"] = curves.pop("rank_")
     summary = pd.DataFrame(summary_rows)
     summary["mean_rank"] = summary["run"].map(curves.groupby("run")["rank"].mean())
-    result = DatasetResult(dataset, rounds, float(rows["teacher_zero_shot_accuracy"].mean()),
-                           runs, main, curves, summary, rows)
+    # The zero-shot line belongs to the teacher most runs used (runs may compare teachers).
+    teacher = recs["teacher"].mode(dropna=False).iloc[0] if recs["teacher"].notna().any() else None
+    same = recs[recs["teacher"] == teacher] if teacher is not None else recs
+    result = DatasetResult(dataset, rounds, float(same["zero_shot"].mean()), runs, main, curves,
+                           summary, rows)
     for param in cfg.sensitivity:
         found = sensitivity_runs(recs, param)
         if found is not None:
@@ -482,7 +486,8 @@ def _band_lines(ax, rows: pd.DataFrame, runs, x: str, y: str, styles: dict, labe
         sub = rows[rows["run"] == run]
         if sub[y].notna().any():
             sns.lineplot(data=sub, x=x, y=y, ax=ax, errorbar="sd", marker="o", markersize=3.5,
-                         markeredgewidth=0, label=(labels or {}).get(run, run), **styles[run])
+                         markeredgewidth=0, label=(labels or {}).get(run, run),
+                         err_kws={"alpha": 0.2 if len(runs) <= 4 else 0.1}, **styles[run])
 
 
 def figure_learning_curves(res: DatasetResult, colours, path: Path, dpi: int) -> Path:
@@ -512,7 +517,8 @@ def figure_label_efficiency(res: DatasetResult, targets, colours, path: Path, dp
         for ax, target in zip(axes[0], targets):
             needed = s[f"labels_to_{_target_label(target)}"].to_numpy()
             ax.barh(y, np.nan_to_num(needed), color=[colours.get(r, "#000000") for r in res.main],
-                    edgecolor=["black" if r == "ccma" else "none" for r in res.main], linewidth=1.2)
+                    edgecolor=["black" if r == "ccma" and not np.isnan(n) else "none"
+                               for r, n in zip(res.main, needed)], linewidth=1.2)
             for yi, n in zip(y, needed):
                 if np.isnan(n):
                     ax.text(0.02 * top, yi, "not reached", va="center", ha="left", fontsize=8,
@@ -941,8 +947,9 @@ def write_report(data_dir, results_dir, cfg: ReportConfig = ReportConfig(),
         doc.table(ccma_cfg)
 
     doc.heading(2, "Teacher zero-shot accuracy")
-    doc.table(pd.DataFrame({"dataset": [r.dataset for r in results],
-                            "teacher zero-shot accuracy": [_num_text(r.zero_shot) for r in results]}))
+    zero_shot = runset.records.groupby(["dataset", "teacher"], dropna=False)["zero_shot"].mean()
+    doc.table(pd.DataFrame([{"dataset": ds, "teacher": teacher, "zero-shot test accuracy": _num_text(acc)}
+                            for (ds, teacher), acc in zero_shot.items()]))
 
     for res in tqdm(results, desc="aggregate", unit="dataset", disable=not show):
         out = results_dir / res.dataset

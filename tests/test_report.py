@@ -212,7 +212,8 @@ def test_every_figure_is_a_valid_png(built):
 def test_report_contents_and_self_contained_html(built):
     _, results, _ = built
     md = (results / "report.md").read_text()
-    for needle in ("Teacher zero-shot accuracy", "| alpha | 0.610 |", "| beta | 0.930 |",
+    for needle in ("Teacher zero-shot accuracy", "| alpha | clip-vit-l-14 | 0.610 |",
+                   "| beta | clip-vit-l-14 | 0.930 |",
                    "Ranks across datasets (Table 1)", "CCMA ablation (Table 2)", "not reached",
                    "Sensitivity to kappa", "| tau |"):
         assert needle in md, needle

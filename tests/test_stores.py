@@ -138,3 +138,30 @@ def test_splits_are_stratified_and_seeded(tmp_path):
     assert np.array_equal(a.pool, b.pool) and b.test.tolist() == list(range(7))
     with pytest.raises(StoreError, match="outside the feature store"):
         load_splits(tmp_path / "s.npz", n_train=50)
+
+
+def test_atomic_outputs_get_the_usual_mode(tmp_path):
+    import os
+
+    from ccma.atomic import atomic_path
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_path(tmp_path / "d", directory=True) as tmp:
+            (tmp / "a").write_text("y")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_failed_atomic_write_leaves_nothing(tmp_path):
+    from ccma.atomic import atomic_path
+
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,8 @@ still-uncovered points is queried (ties: lowest pool position) and what it cover
 
 delta (``--probcover-delta``, or estimated each round when unset): the largest radius whose
 ball purity is at least ``probcover_purity`` (0.95). Pseudo-labels come from k-means with
-K clusters (faiss, seeded by the run seed so every round finds the same delta). A ball
+K clusters (k-means++ start, faiss; seeded by the run seed, so every round finds the same
+delta). A ball
 B_delta(x) is pure when every point in it shares x's pseudo-label, i.e. when delta <= r(x),
 the distance from x to its nearest point of another cluster; so purity(delta) =
 mean_x [r(x) >= delta] and the largest delta with purity >= alpha is exactly the
@@ -31,7 +32,6 @@ import torch
 from ..geometry import as_tensor, sq_dists
 from ._common import fill_at_random, kmeans_pp, l2_normalise, require, rows_per_block
 from .base import Param, QueryContext, Selection, register
-
 
 PARAMS = (
     Param("probcover_purity", 0.95, "ProbCover: ball purity alpha that sets delta"),
@@ -57,7 +57,7 @@ def impure_radius_sq(x: np.ndarray, pseudo: np.ndarray, device: torch.device) ->
 def purity_delta_sq(r_sq: np.ndarray, purity: float) -> float:
     """The largest delta^2 with mean(r^2 >= delta^2) >= purity, from r(x)^2 (n,)."""
     n = len(r_sq)
-    return float(np.sort(r_sq)[n - math.ceil(purity * n) - 1])
+    return float(np.sort(r_sq)[n - math.ceil(purity * n)])
 
 
 def estimate_delta_sq(x: np.ndarray, n_clusters: int, purity: float, seed: int,

@@ -1,6 +1,7 @@
 """TypiClust (Hacohen et al., ICML 2022), as in the authors' ``typiclust.py``.
 
-k-means (faiss, seeded from the round's generator) clusters the whole pool's backbone
+k-means (k-means++ start, as the authors' sklearn default; faiss Lloyd iterations; seeded
+from the round's generator) clusters the whole pool's backbone
 features h(x) (the self-supervised representation, which TypiClust is defined on) into
 min(|L| + b, ``typiclust_max_clusters``) clusters. Clusters with at most
 ``typiclust_min_size`` points are skipped. The rest are visited in a fixed order, fewest

@@ -14,11 +14,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The offline demo (config/demo.yaml): every stage of the Snakefile on 2 cores, ending in
+# results/demo/report.html. Two AL runs at a time, one core each.
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2 --configfile config/demo.yaml \
+		--set-threads al=1 clusters=1 prototypes=1 synth=1
+	@echo "report: results/demo/report.html"
+
+clean-demo:
+	rm -rf data/demo results/demo
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slurm" tests
 
+# Needs root: installs Debian's SLURM packages and starts the daemons (tests/test_slurm.py).
 test-slurm: $(STAMP)
-	$(BIN)/python -m pytest -m slurm tests
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m slurm tests
 
 # Query speed and memory vs scikit-activeml and baal, plus a 1M-point CCMA run (benchmarks/README.md).
 bench: $(STAMP)

@@ -11,8 +11,8 @@
 # plugin drops SLURM_CONF, so job steps only find the configuration at the default path. An
 # existing /etc/slurm/slurm.conf that this script did not write is never touched.
 # Accounting goes through slurmdbd (MariaDB), so the executor plugin's sacct status checks
-# work; DefMemPerCPU lets jobs share the node; the node offers one GPU (a counted GRES
-# without a device file) so that --gpus=1 jobs are scheduled as on a GPU cluster.
+# work; DefMemPerCPU lets jobs share the node; the node offers one GPU GRES (backed by
+# /dev/null: nothing runs on it) so that --gpus=1 jobs are scheduled as on a GPU cluster.
 set -euo pipefail
 
 MARK="# written by ccma .ci/slurm_cluster.sh"
@@ -95,13 +95,14 @@ AccountingStoragePort=$DBD_PORT
 AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
+AccountingStoreFlags=job_comment
 MinJobAge=600
 NodeName=$host CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
 PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
     cat >/etc/slurm/gres.conf <<EOF
 $MARK
-NodeName=$host Name=gpu Count=1
+NodeName=$host Name=gpu File=/dev/null Count=1
 EOF
     cat >/etc/slurm/slurmdbd.conf <<EOF
 $MARK
@@ -130,6 +131,8 @@ start() {
     done
     mkdir -p "$STATE"/{pids,log,munge,mysql,slurmctld,slurmd}
     STATE=$(cd "$STATE" && pwd)
+    chown munge:munge "$STATE/munge"
+    trap stop EXIT  # a start that fails stops what it started
     write_config
 
     # munge on its default socket (Slurm's clients only look there), with the key Debian's

@@ -109,7 +109,7 @@ def test_quick_run_measures_every_section(quick):
     assert scale["clustering_seconds"] > 0 and scale["query_seconds"] > 0
     assert scale["kmeans_training_points"] <= scale["n_pool"]
 
-    assert result["dataset"]["n_pool"] == 1990 and result["dataset"]["budget"] == 10
+    assert result["dataset"]["n_pool"] == 1900 and result["dataset"]["budget"] == 10
     assert result["student"]["n_labeled"] == 50
     assert {t["met"] for t in result["targets"]} <= {True, False, None}
 

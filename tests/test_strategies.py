@@ -11,7 +11,7 @@ import torch
 from ccma.geometry import kmeans_plus_plus
 from ccma.loop import DEFAULT_STUDENT, DEFAULT_TEACHER, RunConfig, load_run_data, run
 from ccma.strategies import REGISTRY, QueryContext
-from ccma.strategies.alfamix import LinearHead, class_anchors, find_candidates
+from ccma.strategies.alfamix import LinearHead, alpha_step, class_anchors, find_candidates
 from ccma.strategies.badge import kmeanspp_seeding
 from ccma.strategies.bald import bald_scores, mc_bald
 from ccma.strategies.base import PoolData
@@ -220,6 +220,25 @@ def test_class_anchors_by_hand():
     z = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])
     anchors = class_anchors(z, np.array([0, 0, 2]), 3)
     np.testing.assert_allclose(anchors, [[1, 0], [2 / 3, 4 / 3], [0, 4]], rtol=1e-6)
+
+
+def test_learned_alpha_step_equals_a_fresh_torch_adam_step():
+    gen = torch.Generator().manual_seed(0)
+    z, anchor = torch.randn(30, 8, generator=gen), torch.randn(8, generator=gen)
+    w, b = torch.randn(5, 8, generator=gen), torch.randn(5, generator=gen)
+    pred = torch.randint(0, 5, (30,), generator=gen)
+    alpha0 = torch.rand(30, 8, generator=gen) * 0.3
+    logits, mine = alpha_step(alpha0.clone(), z, anchor[None] - z, torch.nn.functional.one_hot(pred, 5).float(),
+                              LinearHead(w, b), 0.1, 0.01, 0.25)
+    # the authors' step: autograd through the mix, a new torch Adam, then the clip
+    a = alpha0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([a], lr=0.1)
+    out = torch.nn.functional.linear((1 - a) * z + a * anchor, w, b)
+    loss = (-torch.nn.functional.cross_entropy(out, pred, reduction="none") + 0.01 * a.norm(dim=1)).sum()
+    loss.backward()
+    opt.step()
+    torch.testing.assert_close(logits, out.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mine, a.detach().clamp(1e-8, 0.25), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["learned", "closed-form"])

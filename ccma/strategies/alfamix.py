@@ -37,6 +37,7 @@ from ._common import (fill_at_random, kmeans_pp, l2_normalise, require, rows_per
 from .base import Param, QueryContext, Selection, register
 
 ALPHA_MODES = ("learned", "closed-form")
+ADAM_EPS = 1e-8     # torch.optim.Adam's default eps
 
 PARAMS = (
     Param("alfamix_alpha", "learned", "Alfa-mix: how alpha is found", str, ALPHA_MODES),
@@ -80,22 +81,31 @@ def _closed_form_flips(z: torch.Tensor, pred: torch.Tensor, anchor: torch.Tensor
     return head(z + alpha * diff).argmax(1) != pred
 
 
+def alpha_step(alpha: torch.Tensor, z: torch.Tensor, diff: torch.Tensor, onehot: torch.Tensor,
+               head: LinearHead, rate: float, l2: float,
+               cap: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the learned alpha (n, D): the head's logits at z~ = z + alpha diff, and
+    alpha after a fresh Adam step (learning rate ``rate``) on -CE(logits, y^) + l2 ||alpha||
+    per row, clipped to [1e-8, cap]. A fresh Adam's bias corrections cancel, so its first
+    step is rate * g / (|g| + eps); the head is linear, so g is written out."""
+    logits = head(z + alpha * diff)
+    grad = -((torch.softmax(logits, dim=1) - onehot) @ head.weight) * diff
+    grad += l2 * alpha / alpha.norm(dim=1, keepdim=True)
+    return logits, (alpha - rate * grad / (grad.abs() + ADAM_EPS)).clamp_(1e-8, cap)
+
+
 def _learned_flips(z: torch.Tensor, pred: torch.Tensor, anchor: torch.Tensor, head: LinearHead,
                    cap: float, steps: int, lr: float, l2: float,
                    gen: torch.Generator) -> torch.Tensor:
+    diff = anchor[None] - z                       # z~ = (1 - alpha) z + alpha z* = z + alpha diff
+    onehot = F.one_hot(pred, head.weight.shape[0]).to(z.dtype)
     alpha = torch.normal(cap / 2, cap / 2, size=z.shape, generator=gen, device=z.device)
     alpha = alpha.clamp_(1e-8, cap)
     flipped = torch.zeros(len(z), dtype=torch.bool, device=z.device)
     for step in range(steps):
-        a = alpha.clone().requires_grad_(True)
-        opt = torch.optim.Adam([a], lr=lr if step < steps * 2 / 3 else lr / 10)
-        out = head((1 - a) * z + a * anchor[None])
-        flipped |= out.argmax(1) != pred
-        loss = (-F.cross_entropy(out, pred, reduction="none") + l2 * a.norm(dim=1)).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        alpha = a.detach().clamp_(1e-8, cap)
+        rate = lr if step < steps * 2 / 3 else lr / 10
+        logits, alpha = alpha_step(alpha, z, diff, onehot, head, rate, l2, cap)
+        flipped |= logits.argmax(1) != pred     # checked before each step, as the authors do
     return flipped
 
 
@@ -106,7 +116,7 @@ def find_candidates(z: np.ndarray, pred: np.ndarray, anchors: np.ndarray, head: 
     towards some anchor (K, D) with alpha capped at ``cap``. Rows go in blocks."""
     mode = params["alfamix_alpha"]
     flips = np.zeros(len(z), dtype=bool)
-    step = rows_per_block(4 * z.shape[1])  # z, alpha, Adam state and gradient per row
+    step = rows_per_block(4 * z.shape[1])  # z, diff, alpha and its gradient per row
     anchors_t = as_tensor(anchors, device)
     for s in range(0, len(z), step):
         zt = as_tensor(z[s:s + step], device)
@@ -114,8 +124,7 @@ def find_candidates(z: np.ndarray, pred: np.ndarray, anchors: np.ndarray, head: 
         block = torch.zeros(len(zt), dtype=torch.bool, device=device)
         for anchor in anchors_t:
             if mode == "closed-form":
-                with torch.no_grad():
-                    block |= _closed_form_flips(zt, yt, anchor, head, cap)
+                block |= _closed_form_flips(zt, yt, anchor, head, cap)
             else:
                 block |= _learned_flips(zt, yt, anchor, head, cap, params["alfamix_steps"],
                                         params["alfamix_lr"], params["alfamix_l2"], gen)

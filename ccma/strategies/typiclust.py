@@ -1,9 +1,9 @@
 """TypiClust (Hacohen et al., ICML 2022), as in the authors' ``typiclust.py``.
 
-k-means (k-means++ start, as the authors' sklearn default; faiss Lloyd iterations; seeded
-from the round's generator) clusters the whole pool's backbone
-features h(x) (the self-supervised representation, which TypiClust is defined on) into
-min(|L| + b, ``typiclust_max_clusters``) clusters. Clusters with at most
+k-means (k-means++ start as in the authors' sklearn call, then faiss Lloyd iterations,
+seeded from the round's generator) clusters the backbone features h(x) of the whole pool
+(the self-supervised representation TypiClust is defined on) into
+min(|L| + b, ``typiclust_max_clusters``) clusters, anew every round. Clusters with at most
 ``typiclust_min_size`` points are skipped. The rest are visited in a fixed order, fewest
 labelled points first, then largest first (then by cluster id), cycling when b exceeds
 their number; each visit queries the most typical still-unlabelled point of the cluster:

@@ -116,18 +116,20 @@ def herding(x: np.ndarray, u: np.ndarray, labeled_x: np.ndarray, sigma: float, b
         m = torch.zeros(len(x), dtype=torch.float64, device=device)
     step = rows_per_block(len(x))
 
-    def gain_drop(rows: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    def gain_drop(rows: torch.Tensor, old: torch.Tensor, new: torch.Tensor | None) -> torch.Tensor:
         """For every column c: sum over the given rows x of
-        u(x) [relu(k(x, c) - old(x)) - relu(k(x, c) - new(x))]; new = inf gives their full share."""
+        u(x) [relu(k(x, c) - old(x)) - relu(k(x, c) - new(x))]; new = None drops that term."""
         out = torch.zeros(len(x), dtype=torch.float64, device=device)
         for s in range(0, len(rows), step):
             r = rows[s:s + step]
-            k = torch.exp(-sq_dists(xt[r], xt).double() * inv)
-            drop = (k - old[s:s + step, None]).clamp_min_(0.0) - (k - new[s:s + step, None]).clamp_min_(0.0)
+            k = sq_dists(xt[r], xt).double().mul_(-inv).exp_()
+            drop = (k - old[s:s + step, None]).clamp_min_(0.0)
+            if new is not None:
+                drop -= k.sub_(new[s:s + step, None]).clamp_min_(0.0)
             out += ut[r] @ drop
         return out
 
-    gains = gain_drop(torch.arange(len(x), device=device), m, torch.full_like(m, torch.inf))
+    gains = gain_drop(torch.arange(len(x), device=device), m, None)
     available = torch.ones(len(x), dtype=torch.bool, device=device)
     chosen = []
     for _ in range(min(budget, len(x))):

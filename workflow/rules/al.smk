@@ -26,7 +26,8 @@ rule al:
     threads: 2
     resources:
         mem_mb=8000,
-        runtime=240,
+        runtime=60,
+        al_slot=1,  # see workflow/profiles/slurm/config.yaml: one run at a time per batch
     conda:
         "../envs/al.yaml"
     shell:

@@ -1,7 +1,7 @@
-# Frozen features (SPEC 2): one store per image dataset and backbone, on a GPU when there is
-# one (resources: gpu, which the SLURM profile turns into --gpus). A killed job leaves a
-# partial store; Snakemake deletes it before the rerun, while `ccma embed` run by hand (or
-# `dvc repro`, whose stores persist) continues with the missing chunks.
+# Frozen features (SPEC 2): one store per image dataset and backbone, on a GPU (resources:
+# gpu, which the SLURM executor submits as --gpus=1). A killed job leaves a partial store;
+# Snakemake (like dvc repro) deletes it before the rerun, since it may come from other code
+# or options; `ccma embed` run by hand continues one with its missing chunks.
 
 
 rule embed:

@@ -1,6 +1,7 @@
 # Text prototypes of the teacher (SPEC 2): the class names through the CLIP text tower,
 # averaged over the templates. The command also reports the teacher's zero-shot accuracy,
-# which is why it reads the teacher's feature store.
+# which is why it reads the teacher's feature store. A CPU encodes the few thousand prompts
+# in minutes, so it does not queue for a GPU.
 
 
 rule prototypes:
@@ -21,7 +22,6 @@ rule prototypes:
     resources:
         mem_mb=16000,
         runtime=30,
-        gpu=1,
     conda:
         "../envs/embed.yaml"
     shell:

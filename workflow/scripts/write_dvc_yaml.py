@@ -108,8 +108,8 @@ def stages() -> dict:
                     "--dtype ${embed.dtype} --device ${embed.device} --no-progress"),
             "deps": ([f"{D}/raw/${{item.dataset}}"] if raw else []) + code(*plan.MODULES["embed"]),
             "params": embed_opts,
-            # persistent: a killed embedding continues with its missing chunks
-            "outs": [{f"{D}/features/${{item.dataset}}/${{item.backbone}}.zarr": {"persist": True}}],
+            # not persistent: a store from other code or options must be rebuilt, not resumed
+            "outs": [f"{D}/features/${{item.dataset}}/${{item.backbone}}.zarr"],
         }
     for suffix, key in (("", "download"), ("-local", "local")):
         st[f"prototypes{suffix}"] = {"foreach": f"${{datasets.{key}}}", "do": {

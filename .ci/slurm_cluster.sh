@@ -129,9 +129,8 @@ start() {
             die "/etc/slurm/$conf exists and is not ours; refusing to replace a real cluster's configuration"
         fi
     done
-    mkdir -p "$STATE"/{pids,log,munge,mysql,slurmctld,slurmd}
+    mkdir -p "$STATE"/{pids,log,mysql,slurmctld,slurmd}
     STATE=$(cd "$STATE" && pwd)
-    chown munge:munge "$STATE/munge"
     trap stop EXIT  # a start that fails stops what it started
     write_config
 
@@ -139,9 +138,9 @@ start() {
     # package generated; a munged already answering there is used as it is
     if ! munge -n >/dev/null 2>&1; then
         mkdir -p /run/munge && chown munge:munge /run/munge && chmod 755 /run/munge
+        # (munged keeps its files in the package's own directories: STATE may be private)
         daemon munged "$STATE/log/munged.log" setpriv --reuid=munge --regid=munge --init-groups \
-            munged --foreground --pid-file="$STATE/munge/munged.pid" \
-            --log-file="$STATE/munge/munged.log" --seed-file="$STATE/munge/munged.seed"
+            munged --foreground
         wait_for 20 munged "$STATE/log/munged.log" munge -n
     fi
 

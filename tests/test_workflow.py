@@ -29,6 +29,9 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 import ccma_plan as plan  # noqa: E402
 
+# DVC's in-process API (used to read its stage graph) warns about its own internals
+pytestmark = pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")
+
 TIMEOUT = 900  # seconds for one workflow command; a hang fails the test instead of blocking CI
 RUNS_ON_DIGITS = {  # the small configuration's runs, named as ccma.loop.run_name names them
     "random", "uncertainty", "entropy", "margins", "bald", "powerbald", "badge", "alfamix",
@@ -394,7 +397,7 @@ def _dvc_planned_outs(project) -> set[str]:
     changed = _dvc_changed(project)
     with Repo(str(project)) as repo:
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
-        by_name = {stage.addressing: stage for stage in graph.nodes}
+        by_name = {stage.name: stage for stage in graph.nodes}
         hit = {by_name[name] for name in changed}
         hit |= set().union(*(nx.ancestors(graph, stage) for stage in hit)) if hit else set()
         return {os.path.relpath(str(out.fs_path), project) for stage in hit for out in stage.outs}
@@ -449,11 +452,11 @@ def test_dvc_mirrors_the_snakefile(dvc_built):
     for stage in stages:
         outs = [os.path.relpath(str(out.fs_path), dvc_built) for out in stage.outs]
         outs_seen |= set(outs)
-        if stage.addressing == "aggregate":
+        if stage.name == "aggregate":
             job = jobs["results/report.md"]
         else:
             job = jobs[outs[0]]
-        assert _ccma_args(stage.cmd) == _ccma_args(job["shellcmd"]), stage.addressing
+        assert _ccma_args(stage.cmd) == _ccma_args(job["shellcmd"]), stage.name
     snakemake_outs = {o for o in jobs if not o.startswith("results/")}
     assert snakemake_outs == outs_seen - {"results"}
 

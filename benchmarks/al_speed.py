@@ -38,7 +38,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -49,7 +48,6 @@ import numpy as np
 import torch
 
 from ccma import __version__
-from ccma.acquisition import cluster_pool, subpool_cache_name
 from ccma.atomic import atomic_path
 from ccma.features import FeatureStoreWriter, feature_path, prototype_path, read_features, read_prototypes, write_prototypes
 from ccma.loop import DEFAULT_STUDENT, DEFAULT_TEACHER, RunConfig, load_run_data, run
@@ -57,6 +55,7 @@ from ccma.record import read_rows
 from ccma.splits import load_splits, make_splits, save_splits, split_path
 from ccma.strategies import REGISTRY, QueryContext
 from ccma.strategies.base import PoolData
+from ccma.strategies.ccma import pool_clustering
 from ccma.student import Student, StudentConfig, train_student
 from ccma.synth import config_for, write as write_synth
 
@@ -81,6 +80,7 @@ class Sizes:
     scale_points_per_centroid: int  # k-means training sample per centroid at that size
     scale_queries: int             # timed CCMA queries in the scale run (after one warm-up)
     peer_max_pool: dict = field(default_factory=dict)  # peer -> largest pool it runs on
+    ours_max_pool: dict = field(default_factory=dict)  # ours -> largest pool (too slow beyond)
     params: dict = field(default_factory=dict)  # strategy -> parameters other than its defaults
 
     def params_of(self, name: str) -> dict:
@@ -93,8 +93,11 @@ FULL = Sizes(
     scale_queries=3,
     # badge: n x K x D float64 gradients (0.8 MB a point); probcover: n x n float64 distances
     # plus three n x n masks; maxherding: n x n float64 kernel rebuilt b times; typiclust:
-    # scikit-learn k-means into |L| + b clusters, about a minute per round at 49,000 points.
-    peer_max_pool={"badge": 2_000, "probcover": 5_000, "uherding": 5_000, "typiclust": 10_000},
+    # scikit-learn k-means into |L| + b clusters, minutes per round at 49,000 points.
+    peer_max_pool={"badge": 2_000, "probcover": 5_000, "uherding": 5_000, "typiclust": 5_000},
+    # alfamix's learned alpha: K anchors x 5 Adam steps of a forward and backward pass over
+    # the pool, for each cap tried; half a minute at 2,000 points, far beyond the budget at 49,000
+    ours_max_pool={"alfamix": 2_000},
 )
 
 QUICK = Sizes(
@@ -103,6 +106,7 @@ QUICK = Sizes(
     n_labeled=50, repeats=2, round_budget_s=2.0, slow_s=5.0, run_rounds=3, scale_points=20_000,
     scale_points_per_centroid=10, scale_queries=1,
     peer_max_pool={"badge": 500, "probcover": 800, "uherding": 800, "typiclust": 1_000},
+    ours_max_pool={"alfamix": 1_000},
     params={"ccma": {"subpool_size": 500}},  # smaller than the pool, so the clustering runs
 )
 
@@ -473,36 +477,57 @@ def section_student(pool: PoolData, labeled: np.ndarray, sizes: Sizes) -> tuple[
 
     out = rounds(fit, sizes)
     student = out.pop("result")
-    return {**out, "n_labeled": len(labeled), "epochs": student.epochs}, student
+    # the posterior over the pool, which every uncertainty baseline (and its peer) computes
+    unlabeled = np.setdiff1d(np.arange(len(pool.labels)), labeled)
+    forward = rounds(lambda i: student.proba(pool.student[unlabeled]), sizes)
+    return {**out, "n_labeled": len(labeled), "epochs": student.epochs,
+            "pool_posterior_seconds": forward["seconds"]}, student
 
 
-def time_ours(name: str, setup: Setup, sizes: Sizes, cache_dir: Path | None) -> dict:
+def at_size(full: Setup, n: int) -> Setup:
+    """``full`` itself, or its seeded ``n``-point subset (the same one for every caller)."""
+    if n >= len(full.pool.labels):
+        return full
+    pool, labeled = subset_pool(full.pool, full.labeled, n, np.random.default_rng([SEED, n]))
+    return replace(full, pool=pool, labeled=labeled)
+
+
+def time_ours(name: str, setup: Setup, sizes: Sizes, cache_dir: Path,
+              max_points_per_centroid: int = 256) -> dict:
+    """Per-round seconds and memory of one of our strategies on ``setup``. CCMA's one-time
+    subpool clustering is done (and timed, as ``clustering_seconds``) first, in an emptied
+    ``cache_dir``: the rounds after it read the cache, and so does a real run."""
     strategy, params = REGISTRY[name], sizes.params_of(name)
 
-    def query(i):
-        ctx = QueryContext(data=setup.pool, labeled=setup.labeled, student=setup.student,
-                           params=params, seed=SEED, round=1, device=torch.device("cpu"),
-                           cache_dir=cache_dir)
-        return strategy.query(ctx, setup.budget, np.random.default_rng([SEED, i])).indices
+    def ctx():
+        return QueryContext(data=setup.pool, labeled=setup.labeled, student=setup.student,
+                            params=params, seed=SEED, round=1, device=torch.device("cpu"),
+                            cache_dir=cache_dir)
 
-    return rounds(query, sizes)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    cache_dir.mkdir(parents=True)
+    clustering = None
+    if name == "ccma" and params["subpool"] == "kmeans" and not params["recluster"]:
+        clustering = measure(lambda: pool_clustering(ctx(), max_points_per_centroid))
+    out = rounds(lambda i: strategy.query(ctx(), setup.budget,
+                                          np.random.default_rng([SEED, i])).indices, sizes)
+    out["n_pool"] = len(setup.pool.labels)
+    if clustering is not None:
+        out.update(clustering_seconds=clustering.seconds, clustering_peak_rss_mb=clustering.peak_mb)
+    return out
 
 
-def section_peers(full: Setup, ours_full: dict, sizes: Sizes, log) -> list[dict]:
+def section_peers(full: Setup, ours_done: dict, sizes: Sizes, cache_dir: Path, log) -> list[dict]:
     out = []
-    for name in sorted(ours_full):
+    for name in sorted(ours_done):
         if name not in PEERS:
             continue
         peer = PEERS[name]
         n = min(len(full.pool.labels), sizes.peer_max_pool.get(name, len(full.pool.labels)))
-        if n < len(full.pool.labels):
-            sub_pool, sub_labeled = subset_pool(full.pool, full.labeled, n,
-                                                np.random.default_rng([SEED, n]))
-            setup = replace(full, pool=sub_pool, labeled=sub_labeled)
+        setup, ours = at_size(full, n), ours_done[name]
+        if ours["n_pool"] != n:
             log(f"  {name}: ours on the {n}-point subset")
-            ours = time_ours(name, setup, sizes, None)
-        else:
-            setup, ours = full, ours_full[name]
+            ours = time_ours(name, setup, sizes, cache_dir)
         log(f"  {name}: {peer.library} {peer.label} on {n} points")
         theirs = rounds(lambda i: peer.query(setup), sizes)
         agree = overlap(ours["result"], np.asarray(theirs["result"]))
@@ -586,25 +611,18 @@ def section_scale(cache: Path, dataset: str, sizes: Sizes, log) -> dict:
                             StudentConfig(), seed=SEED)
     params = sizes.params_of("ccma")
     n_clusters = max(1, params["subpool_size"] // params["per_cluster"])
-    cache_dir = cache / "clusters" / name
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cluster_file = cache_dir / subpool_cache_name(n_clusters, params["kmeans_iters"], SEED)
-    cluster_file.unlink(missing_ok=True)
-    log(f"  clustering {n} points into {n_clusters} clusters "
-        f"(k-means trained on {sizes.scale_points_per_centroid * n_clusters} sampled points)")
-    clustering = measure(lambda: cluster_pool(
-        pool.teacher, n_clusters, SEED, params["kmeans_iters"], cluster_file, pool.pool_key,
-        max_points_per_centroid=sizes.scale_points_per_centroid))
-    setup = Setup(pool, labeled, student, pool.n_classes)
-    log("  CCMA queries on the clustered pool")
-    query = time_ours("ccma", setup, replace(sizes, repeats=sizes.scale_queries,
-                                              round_budget_s=float("inf")), cache_dir)
+    log(f"  clustering {n} points into {n_clusters} clusters (k-means trained on "
+        f"{min(n, sizes.scale_points_per_centroid * n_clusters)} sampled points), then CCMA queries")
+    query = time_ours("ccma", Setup(pool, labeled, student, pool.n_classes),
+                      replace(sizes, repeats=sizes.scale_queries, round_budget_s=float("inf")),
+                      cache / "clusters" / name, sizes.scale_points_per_centroid)
     return {
         "n_pool": n, "teacher_dim": teacher.dim, "student_dim": student_store.dim,
         "dtype": str(teacher.train.embeddings.dtype), "generate_seconds": generate_s,
         "load_seconds": load_s, "n_clusters": n_clusters,
         "kmeans_training_points": min(n, sizes.scale_points_per_centroid * n_clusters),
-        "clustering_seconds": clustering.seconds, "clustering_peak_rss_mb": clustering.peak_mb,
+        "clustering_seconds": query["clustering_seconds"],
+        "clustering_peak_rss_mb": query["clustering_peak_rss_mb"],
         "query_seconds": query["seconds"], "query_first_seconds": query["first_seconds"],
         "query_timed_rounds": query["timed_rounds"], "query_peak_rss_mb": query["peak_rss_mb"],
         "query_peak_mb": query["peak_mb"],
@@ -656,21 +674,21 @@ def _fmt(x, spec=".3f") -> str:
 
 
 def table(result: dict) -> str:
-    """One row per strategy at the full pool; strategies whose peer ran on a subset get a
-    second row at that size."""
+    """One row per strategy at the pool size it was timed on (the full pool unless
+    ``ours_max_pool`` says otherwise); a strategy whose peer ran on a smaller subset gets a
+    second row at that size, where both sides were timed."""
     comparisons = {}
     for c in result.get("comparisons", []):
         comparisons.setdefault(c["strategy"], []).append(c)
-    n_full = result["dataset"]["n_pool"]
     head = ("strategy", "n_pool", "ours s/round", "peer s/round", "ratio", "ours MB", "peer MB",
             "agree", "peer")
     lines = []
     for name, ours in sorted(result.get("strategies", {}).items()):
-        at_full = [c for c in comparisons.get(name, []) if c["n_pool"] == n_full]
-        c = at_full[0] if at_full else None
-        lines.append(_row(name, n_full, ours["seconds"], ours["peak_mb"], c))
+        same = [c for c in comparisons.get(name, []) if c["n_pool"] == ours["n_pool"]]
+        lines.append(_row(name, ours["n_pool"], ours["seconds"], ours["peak_mb"],
+                          same[0] if same else None))
         for c in comparisons.get(name, []):
-            if c["n_pool"] != n_full:
+            if c["n_pool"] != ours["n_pool"]:
                 lines.append(_row(name, c["n_pool"], c["ours_seconds"], c["ours_peak_mb"], c))
     widths = [max(len(r[i]) for r in [head, *lines]) for i in range(len(head))]
     fmt = lambda r: "  ".join(v.ljust(w) if i in (0, 8) else v.rjust(w)  # noqa: E731
@@ -761,18 +779,17 @@ def main(argv=None) -> dict:
     setup = Setup(pool, labeled, student, budget)
 
     cluster_dir = cache / "clusters" / f"{dataset}-strategies"
-    shutil.rmtree(cluster_dir, ignore_errors=True)
-    cluster_dir.mkdir(parents=True)
     ours = {}
     for name in names:
-        log(f"ours: {name}")
-        ours[name] = time_ours(name, setup, sizes, cluster_dir)
+        n = min(len(pool.labels), sizes.ours_max_pool.get(name, len(pool.labels)))
+        log(f"ours: {name}" + (f" on the {n}-point subset" if n < len(pool.labels) else ""))
+        ours[name] = time_ours(name, at_size(setup, n), sizes, cluster_dir)
     result["strategies"] = {k: {kk: vv for kk, vv in v.items() if kk != "result"}
                             for k, v in ours.items()}
 
     if "peers" not in skip:
         log("peers")
-        result["comparisons"] = section_peers(setup, ours, sizes, log)
+        result["comparisons"] = section_peers(setup, ours, sizes, cluster_dir, log)
 
     if "scale" not in skip:
         del data, pool, setup, student, ours

@@ -67,6 +67,7 @@ class Student:
     device: torch.device
     epochs: int
     train_loss: float
+    config: StudentConfig  # how it was trained, for strategies that train a student of their own
 
     @torch.no_grad()
     def _map(self, features: np.ndarray, fn) -> np.ndarray:
@@ -146,4 +147,4 @@ def train_student(features: np.ndarray, labels: np.ndarray, n_classes: int,
                 break
     net.load_state_dict(best_state)
     net.eval()
-    return Student(net=net, device=device, epochs=epochs, train_loss=best_loss)
+    return Student(net=net, device=device, epochs=epochs, train_loss=best_loss, config=config)

@@ -24,7 +24,9 @@ import pytest
 
 from test_workflow import BIN, ROOT, make_project, small_config, snakemake
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm,
+              # Snakemake marks finished directory outputs with a .snakemake_timestamp file
+              pytest.mark.filterwarnings("ignore:Object at .snakemake_timestamp:UserWarning")]
 
 CLUSTER = ROOT / ".ci" / "slurm_cluster.sh"
 WORKFLOW_TIMEOUT = 1200  # seconds; `timeout -k` kills a hung executor, which ignores SIGTERM

@@ -43,7 +43,8 @@ def hand_student(weight, bias=None, dropout: float = 0.0) -> Student:
         net.head.weight.copy_(torch.as_tensor(weight))
         net.head.bias.copy_(torch.zeros(weight.shape[0]) if bias is None else torch.as_tensor(bias))
     net.eval()
-    return Student(net=net, device=CPU, epochs=0, train_loss=0.0)
+    return Student(net=net, device=CPU, epochs=0, train_loss=0.0,
+                   config=StudentConfig(dropout=dropout, device="cpu"))
 
 
 def hand_pool(features, labels, n_classes: int) -> PoolData:

@@ -17,7 +17,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -305,6 +304,7 @@ def _env_packages(path: Path) -> dict[str, str]:
     ("environment.yml", ["embed", "report", "workflow", "test"]),
 ])
 def test_environments_name_the_packages_of_pyproject(env, extras):
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = _requirements(project["dependencies"])
     for extra in extras:

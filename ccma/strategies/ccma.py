@@ -7,7 +7,7 @@ from dataclasses import asdict, fields
 
 import numpy as np
 
-from ..acquisition import (PRESETS, SUBPOOLS, VARIANTS, CCMAParams, cluster_pool,
+from ..acquisition import (PRESETS, SUBPOOLS, VARIANTS, CCMAParams, Clustering, cluster_pool,
                            cluster_representatives, gaussian_kernel_, greedy_coverage,
                            kmeans_selection, max_similarity_to, median_distance,
                            recluster_subpool, resolve_params, subpool_cache_name, top_k)
@@ -62,6 +62,18 @@ def _ccma_params(ctx: QueryContext) -> CCMAParams:
     return CCMAParams(**{f.name: ctx.params[f.name] for f in fields(CCMAParams)})
 
 
+def pool_clustering(ctx: QueryContext, max_points_per_centroid: int = 256) -> Clustering:
+    """Step 1's k-means of the whole pool (M / r clusters of the teacher embeddings), cached
+    in ``ctx.cache_dir`` per seed: computed once, then read back every round."""
+    p = _ccma_params(ctx)
+    n_clusters = max(1, p.subpool_size // p.per_cluster)
+    cache = None
+    if ctx.cache_dir is not None:
+        cache = ctx.cache_dir / subpool_cache_name(n_clusters, p.kmeans_iters, ctx.seed)
+    return cluster_pool(ctx.data.teacher, n_clusters, ctx.seed, p.kmeans_iters, cache,
+                        ctx.data.pool_key, max_points_per_centroid)
+
+
 def _subpool(ctx: QueryContext, p: CCMAParams, rng: np.random.Generator) -> np.ndarray:
     """Step 1: sorted pool positions to score."""
     unlabeled = ctx.unlabeled
@@ -72,13 +84,7 @@ def _subpool(ctx: QueryContext, p: CCMAParams, rng: np.random.Generator) -> np.n
     if p.recluster:
         return recluster_subpool(ctx.data.teacher, ctx.unlabeled_mask, p.subpool_size,
                                  seed=int(rng.integers(2**31)), niter=p.kmeans_iters, rng=rng)
-    n_clusters = max(1, p.subpool_size // p.per_cluster)
-    cache = None
-    if ctx.cache_dir is not None:
-        cache = ctx.cache_dir / subpool_cache_name(n_clusters, p.kmeans_iters, ctx.seed)
-    clustering = cluster_pool(ctx.data.teacher, n_clusters, ctx.seed, p.kmeans_iters, cache,
-                              ctx.data.pool_key)
-    return cluster_representatives(clustering, ctx.unlabeled_mask, p.per_cluster)
+    return cluster_representatives(pool_clustering(ctx), ctx.unlabeled_mask, p.per_cluster)
 
 
 def _sets(scores: np.ndarray, q: float, log_probs: np.ndarray, empty_set: str) -> np.ndarray:

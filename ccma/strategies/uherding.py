@@ -34,7 +34,7 @@ import torch
 from scipy.special import softmax
 
 from ..geometry import as_tensor, nearest, sq_dists
-from ..student import StudentConfig, train_student
+from ..student import train_student
 from ._common import fill_at_random, join_notes, l2_normalise, require, rows_per_block, seed_from
 from .base import Param, QueryContext, Selection, register
 
@@ -82,9 +82,8 @@ def fit_temperature(ctx: QueryContext, val_fraction: float, seed: int) -> tuple[
         return 1.0, f"{len(labeled)} labels are too few to hold out a calibration split: T = 1"
     train, val = labeled[:-n_val], labeled[-n_val:]
     data = ctx.data
-    # The run's other training settings are not in the query context; the defaults apply.
-    config = StudentConfig(dropout=ctx.student.net.dropout, device=str(ctx.device))
-    held_out = train_student(data.student[train], data.labels[train], data.n_classes, config, seed)
+    held_out = train_student(data.student[train], data.labels[train], data.n_classes,
+                             ctx.student.config, seed)
     return best_temperature(held_out.logits(data.student[val]), data.labels[val], data.n_classes), None
 
 

@@ -378,20 +378,25 @@ def cmd_fetch_weights(args) -> None:
 
 # ------------------------------------------------------------------ main
 
-COMMANDS = [add_synth, add_splits, add_clusters, add_run, add_aggregate, add_download, add_embed,
-            add_prototypes, add_fetch_weights]
+COMMANDS = {"synth": add_synth, "splits": add_splits, "clusters": add_clusters, "run": add_run,
+            "aggregate": add_aggregate, "download": add_download, "embed": add_embed,
+            "prototypes": add_prototypes, "fetch-weights": add_fetch_weights}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that subcommand (each one imports its own modules, so a
+    workflow that calls ``ccma run`` hundreds of times does not pay for the report's imports)."""
     parser = OneLineParser(prog="ccma", description="Conformal Cross-Modal Active Learning")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for add in COMMANDS:
-        add(sub)
+    for name, add in COMMANDS.items():
+        if only in (None, name):
+            add(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
     try:
         args.func(args)
     except CCMAError as exc:

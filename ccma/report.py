@@ -649,6 +649,17 @@ def figure_diagnostics_across(results: list[DatasetResult], path: Path, dpi: int
                             "CCMA diagnostics across datasets (mean ± s.d. over seeds)", path, dpi)
 
 
+def _curves_and_panel(res: DatasetResult, runs: list, styles: dict, labels: dict):
+    """A 1 x 2 figure: learning curves of ``runs`` on the left (with legend), the right free."""
+    fig, axes = _figure(FIGURE_WIDTH, 3.6, 1, 2)
+    _band_lines(axes[0, 0], res.rows, runs, "n_labeled", "accuracy", styles, labels)
+    _accuracy_axis(axes[0, 0])
+    axes[0, 0].set_xlabel("labelled samples")
+    axes[0, 0].set_title("learning curves")
+    axes[0, 0].legend(frameon=False)
+    return fig, axes
+
+
 def figure_ablation(res: DatasetResult, table: pd.DataFrame, path: Path, dpi: int) -> Path:
     """Learning curves of V1-V5 and AULC against query seconds per round (the paper's Fig. 7)."""
     t = table[table["dataset"] == res.dataset]
@@ -657,11 +668,7 @@ def figure_ablation(res: DatasetResult, table: pd.DataFrame, path: Path, dpi: in
               for r, v in zip(runs, t["variant"])}
     labels = dict(zip(runs, t["variant"]))
     with _theme():
-        fig, axes = _figure(FIGURE_WIDTH, 3.6, 1, 2)
-        _band_lines(axes[0, 0], res.rows, runs, "n_labeled", "accuracy", styles, labels)
-        _accuracy_axis(axes[0, 0])
-        axes[0, 0].set_xlabel("labelled samples")
-        axes[0, 0].set_title("learning curves")
+        fig, axes = _curves_and_panel(res, runs, styles, labels)
         ax = axes[0, 1]
         for row in t.itertuples():
             ax.errorbar(row.time_per_round_s, row.aulc_mean, yerr=np.nan_to_num(row.aulc_std),
@@ -672,7 +679,6 @@ def figure_ablation(res: DatasetResult, table: pd.DataFrame, path: Path, dpi: in
         ax.set_xlabel("query seconds per round")
         ax.set_ylabel("AULC")
         ax.set_title("accuracy vs cost")
-        axes[0, 0].legend(frameon=False)
         fig.suptitle(f"{res.dataset}: CCMA ablation (V1 = kmeans subpool + diversity)")
         return _save(fig, path, dpi)
 
@@ -698,12 +704,7 @@ def figure_sensitivity(res: DatasetResult, param: str, path: Path, dpi: int) -> 
     labels = {r: f"{param} = {v:g}" for r, v in zip(runs, t["value"])}
     styles = {r: {"color": c, "linewidth": 2.4 if r == "ccma" else 1.5} for r, c in zip(runs, shades)}
     with _theme():
-        fig, axes = _figure(FIGURE_WIDTH, 3.6, 1, 2)
-        _band_lines(axes[0, 0], res.rows, runs, "n_labeled", "accuracy", styles, labels)
-        _accuracy_axis(axes[0, 0])
-        axes[0, 0].set_xlabel("labelled samples")
-        axes[0, 0].set_title("learning curves")
-        axes[0, 0].legend(frameon=False)
+        fig, axes = _curves_and_panel(res, runs, styles, labels)
         ax = axes[0, 1]
         ax.errorbar(t["value"], t["aulc_mean"], yerr=np.nan_to_num(t["aulc_std"]), color="#444444",
                     marker="o", capsize=3)

@@ -106,6 +106,16 @@ def cluster_pool(teacher_pool: np.ndarray, n_clusters: int, seed: int, niter: in
     return Clustering(assign, dist)
 
 
+def clusters_dir(data_dir, dataset: str, teacher_backbone: str) -> Path:
+    """Where the subpool clusterings of one dataset and teacher are cached."""
+    return Path(data_dir) / "clusters" / dataset / teacher_backbone
+
+
+def subpool_clusters(subpool_size: int, per_cluster: int) -> int:
+    """M / r: the number of k-means clusters of the subpool."""
+    return max(1, subpool_size // per_cluster)
+
+
 def subpool_cache_name(n_clusters: int, niter: int, seed: int) -> str:
     return f"kmeans-k{n_clusters}-it{niter}-seed{seed}.npz"
 

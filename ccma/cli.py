@@ -112,14 +112,14 @@ def add_clusters(sub) -> None:
 
 
 def cmd_clusters(args) -> None:
-    from .acquisition import cluster_pool, subpool_cache_name
+    from .acquisition import cluster_pool, clusters_dir, subpool_cache_name, subpool_clusters
     from .loop import load_run_data
 
     if args.subpool_size < 1 or args.per_cluster < 1:
         raise CCMAError("--subpool-size and --per-cluster must be >= 1")
     pool = load_run_data(args.data_dir, args.dataset, args.teacher_backbone, args.student_backbone).pool
-    k = max(1, args.subpool_size // args.per_cluster)
-    out = (args.data_dir / "clusters" / args.dataset / args.teacher_backbone /
+    k = subpool_clusters(args.subpool_size, args.per_cluster)
+    out = (clusters_dir(args.data_dir, args.dataset, args.teacher_backbone) /
            subpool_cache_name(k, args.kmeans_iters, args.seed))
     cluster_pool(pool.teacher, k, args.seed, args.kmeans_iters, out, pool.pool_key)
     print(f"{out}: {k} clusters of {len(pool.teacher)} pool points")

@@ -163,6 +163,8 @@ def run(cfg: RunConfig, progress: bool | None = None, log=print) -> Path:
     rows, labeled = [], None
     device = pick_device(cfg.student.device)
     ctx_args = dict(data=pool, params=params, seed=cfg.seed, device=device,
+                    # = acquisition.clusters_dir, spelled out so that baseline runs do not
+                    # depend on (and rerun with every edit of) CCMA's acquisition module
                     cache_dir=Path(cfg.data_dir) / "clusters" / cfg.dataset / cfg.teacher_backbone)
     init_fallback = None
     if partial.exists():

@@ -10,7 +10,8 @@ import numpy as np
 from ..acquisition import (PRESETS, SUBPOOLS, VARIANTS, CCMAParams, Clustering, cluster_pool,
                            cluster_representatives, gaussian_kernel_, greedy_coverage,
                            kmeans_selection, max_similarity_to, median_distance,
-                           recluster_subpool, resolve_params, subpool_cache_name, top_k)
+                           recluster_subpool, resolve_params, subpool_cache_name,
+                           subpool_clusters, top_k)
 from ..conformal import (calibrate_coverage, calibrate_size, nonconformity, prediction_sets,
                          set_size_and_coverage)
 from ..geometry import as_tensor, sq_dists
@@ -66,7 +67,7 @@ def pool_clustering(ctx: QueryContext, max_points_per_centroid: int = 256) -> Cl
     """Step 1's k-means of the whole pool (M / r clusters of the teacher embeddings), cached
     in ``ctx.cache_dir`` per seed: computed once, then read back every round."""
     p = _ccma_params(ctx)
-    n_clusters = max(1, p.subpool_size // p.per_cluster)
+    n_clusters = subpool_clusters(p.subpool_size, p.per_cluster)
     cache = None
     if ctx.cache_dir is not None:
         cache = ctx.cache_dir / subpool_cache_name(n_clusters, p.kmeans_iters, ctx.seed)

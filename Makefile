@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-slurm bench bench-quick clean-demo
+.PHONY: venv demo test mutate test-slurm bench bench-quick clean-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ clean-demo:
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slurm" tests
+
+# Deliberate bugs (tools/mutations.yaml), one at a time in a copy of the tree: each must fail
+# the tests named for it. Fails, with a table, if one survives.
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py
 
 # Needs root: installs Debian's SLURM packages and starts the daemons (tests/test_slurm.py).
 test-slurm: $(STAMP)

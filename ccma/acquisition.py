@@ -3,18 +3,27 @@ variants and the pure steps (subpool, candidates, greedy coverage, k-means selec
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from .atomic import save_npz
 from .geometry import CHUNK, as_tensor, kmeans, nearest_distinct, pick_device, sq_dists
 
 SUBPOOLS = ("kmeans", "random", "none")
+# The published code's subpool: k-means of at most 50,000 sampled unlabelled points; the
+# subpool size is capped at n / 3 and 20,000, the cluster count further at n / 10 and 5,000.
 REFERENCE_RECLUSTER_SAMPLE = 50_000
 REFERENCE_RECLUSTER_MAX = 20_000
+REFERENCE_CLUSTERS_MAX = 5_000
+# The published code replaces a teacher temperature below 0.03 by 0.07.
+REFERENCE_TAU_FLOOR, REFERENCE_TAU_REPLACEMENT = 0.03, 0.07
+# Prototype re-alignment needs this many classes in L (as the published code).
+REALIGN_MIN_CLASSES = 5
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,9 @@ class CCMAParams:
     """Every knob of CCMA; defaults are the ``paper`` preset, variant V1."""
 
     tau: float = 0.01                    # teacher temperature
+    tau_floor: bool = False              # tau < 0.03 replaced by 0.07 (published code)
+    score: str = "gated"                 # gated (the paper's u) | entropy (H(p_S)) | js (JS only)
+    realign_prototypes: bool = False     # re-match prototypes to labelled class means each round
     k_teacher: float = 3.0               # size target of the teacher's sets
     k_student: float = 5.0               # size target of the student's sets
     calibration: str = "size"            # size | coverage
@@ -54,8 +66,17 @@ PRESETS = {  # SPEC section 12
     "reference-code": {
         "nonconformity": "neg_log_p", "calibrate_on": "subpool", "empty_set": "top1",
         "tau": 0.03, "final_selection": "kmeans", "recluster": True,
+        "tau_floor": True, "realign_prototypes": True,
     },
 }
+PRESET_TEACHERS = {"reference-code": "clip-vit-g-14"}  # the authors' configuration: ViT-g/14
+
+
+def effective_tau(p: CCMAParams) -> float:
+    """The temperature used: tau, or 0.07 where the published code's floor replaces it."""
+    if p.tau_floor and p.tau < REFERENCE_TAU_FLOOR:
+        return REFERENCE_TAU_REPLACEMENT
+    return p.tau
 
 
 def resolve_params(preset: str = "paper", variant: str = "V1", **overrides) -> CCMAParams:
@@ -136,17 +157,62 @@ def cluster_representatives(clustering: Clustering, unlabeled: np.ndarray, per_c
 
 def recluster_subpool(teacher_pool: np.ndarray, unlabeled: np.ndarray, size: int, seed: int,
                       niter: int, rng: np.random.Generator) -> np.ndarray:
-    """The reference code's subpool: k-means of at most 50,000 random unlabelled points into
-    min(M, n/3, 20,000) clusters, then the point nearest each centre."""
+    """The published code's subpool, re-clustered every round and also for small pools.
+
+    Of at most 50,000 random unlabelled points (n of them), a target of
+    min(M, n / 3, 20,000) points is taken: k-means of the L2-normalised teacher embeddings
+    into min(target, n / 10, 5,000) clusters, the ceil(target / clusters) points nearest each
+    centre; of those the target count with the lowest pool positions is kept (the published
+    code sorts its picks before trimming), topped up at random if clusters came out empty.
+    teacher_pool: (N_pool, d_T); unlabeled: (N_pool,) bool. Returns sorted pool positions.
+    """
     pool_idx = np.flatnonzero(unlabeled)
     if len(pool_idx) > REFERENCE_RECLUSTER_SAMPLE:
         pool_idx = np.sort(rng.choice(pool_idx, REFERENCE_RECLUSTER_SAMPLE, replace=False))
-    k = max(1, min(size, len(pool_idx) // 3, REFERENCE_RECLUSTER_MAX))
+    n = len(pool_idx)
+    target = max(1, min(size, n // 3, REFERENCE_RECLUSTER_MAX))
+    n_clusters = max(1, min(target, n // 10, REFERENCE_CLUSTERS_MAX))
     x = teacher_pool[pool_idx].astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    _, assign, dist = kmeans(x, k, seed=seed, niter=niter)
-    reps = cluster_representatives(Clustering(assign, dist), np.ones(len(pool_idx), bool), 1)
+    _, assign, dist = kmeans(x, n_clusters, seed=seed, niter=niter,
+                             max_points_per_centroid=max(512, 2 * (n // n_clusters)))
+    per_cluster = math.ceil(target / n_clusters)
+    reps = cluster_representatives(Clustering(assign, dist), np.ones(n, bool), per_cluster)[:target]
+    if len(reps) < target:
+        rest = np.setdiff1d(np.arange(n), reps)
+        reps = np.sort(np.concatenate([reps, rng.choice(rest, target - len(reps), replace=False)]))
     return pool_idx[reps]
+
+
+def realigned_prototypes(prototypes: np.ndarray, labeled_teacher: np.ndarray,
+                         labeled_labels: np.ndarray) -> np.ndarray:
+    """The published code's per-round re-alignment of text prototypes to label indices.
+
+    The L2-normalised mean teacher embedding of each class present in L is matched to a
+    prototype by the assignment maximising total cosine similarity (Hungarian); classes absent
+    from L take the remaining prototypes, in class order, by decreasing similarity to the
+    mean of all labelled embeddings. Fewer than 5 classes in L: prototypes unchanged.
+    prototypes: (K, d_T); labeled_teacher: (n_L, d_T); labeled_labels: (n_L,).
+    Returns the re-ordered prototypes (K, d_T): row c is the prototype used for class c.
+    """
+    present = np.unique(labeled_labels)
+    if len(present) < REALIGN_MIN_CLASSES:
+        return prototypes
+    k = len(prototypes)
+    x = _unit(np.asarray(labeled_teacher, dtype=np.float64))
+    protos = _unit(np.asarray(prototypes, dtype=np.float64))
+    means = _unit(np.stack([x[labeled_labels == c].mean(axis=0) for c in present]))
+    rows, cols = linear_sum_assignment(-(means @ protos.T))
+    perm = np.full(k, -1, dtype=np.int64)
+    perm[present[rows]] = cols
+    free = np.setdiff1d(np.arange(k), cols)
+    by_similarity = free[np.argsort(-(protos[free] @ _unit(x.mean(axis=0))), kind="stable")]
+    perm[perm < 0] = by_similarity
+    return np.asarray(prototypes)[perm]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 # ---------------------------------------------------------------- candidates and batch (steps 3-4)

@@ -6,6 +6,7 @@ Every user mistake ends in one line on stderr naming the option or file, exit st
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -29,13 +30,16 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _common(p: argparse.ArgumentParser, backbones: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, backbones: bool = True, teacher_help: str | None = None) -> None:
+    """--data-dir, --dataset and the backbones; ``teacher_help`` given: the teacher has no
+    fixed default (the command chooses it) and this explains how."""
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="data directory")
     p.add_argument("--dataset", required=True, help="dataset name")
     if backbones:
         from .loop import DEFAULT_STUDENT, DEFAULT_TEACHER
 
-        p.add_argument("--teacher-backbone", default=DEFAULT_TEACHER, help="teacher feature store name")
+        p.add_argument("--teacher-backbone", default=None if teacher_help else DEFAULT_TEACHER,
+                       help=teacher_help or "teacher feature store name")
         p.add_argument("--student-backbone", default=DEFAULT_STUDENT, help="student feature store name")
 
 
@@ -145,9 +149,13 @@ def add_run(sub) -> None:
     from .strategies import REGISTRY
     from .student import StudentConfig
 
+    from .acquisition import PRESET_TEACHERS
+    from .loop import DEFAULT_TEACHER
+
     p = sub.add_parser("run", help="one active-learning run (dataset, strategy, seed)",
                        formatter_class=HelpFormatter)
-    _common(p)
+    by_preset = "; ".join(f"{t} with --preset {name}" for name, t in PRESET_TEACHERS.items())
+    _common(p, teacher_help=f"teacher feature store name (default: {DEFAULT_TEACHER}; {by_preset})")
     p.add_argument("--strategy", required=True, help=f"one of: {', '.join(sorted(REGISTRY))}")
     p.add_argument("--seed", type=int, required=True, help="AL seed")
     p.add_argument("--rounds", type=int, default=20, help="T")
@@ -155,10 +163,14 @@ def add_run(sub) -> None:
     p.add_argument("--init", default="random", choices=INITS, help="how the first batch is chosen")
     p.add_argument("--name", default=None,
                    help="run name under runs/{dataset}/ (default: strategy[-variant][-preset])")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished record at this name and seed that was made with other "
+                        "parameters (without it, such a run stops before training)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar over rounds (default: when stderr is a terminal)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: torch's own choice)")
+                   help="CPU threads for torch, faiss and BLAS (default: each library's own "
+                        "choice); the selections do not depend on it")
     g = p.add_argument_group("student (SPEC section 3)")
     for f in fields(StudentConfig):
         g.add_argument(_flag(f.name), type=type(f.default), default=f.default, dest=f"student_{f.name}",
@@ -175,6 +187,27 @@ def add_run(sub) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def default_teacher(strategy: str, preset: str | None) -> str:
+    """The teacher a run reads when none is named: the preset's (the published code's
+    ViT-g/14 for reference-code), else the paper's."""
+    from .acquisition import PRESET_TEACHERS
+    from .loop import DEFAULT_TEACHER
+
+    return PRESET_TEACHERS.get(preset, DEFAULT_TEACHER) if strategy == "ccma" else DEFAULT_TEACHER
+
+
+def set_threads(n: int) -> None:
+    """Run every CPU library on ``n`` threads: torch, faiss's OpenMP and the BLAS libraries
+    that numpy and faiss load (through threadpoolctl). Selections do not depend on ``n``."""
+    import faiss
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    threadpool_limits(n)  # kept for the process: the returned handle is never restored
+
+
 def cmd_run(args) -> None:
     from .loop import RunConfig, run
     from .strategies import REGISTRY, get_strategy
@@ -184,9 +217,7 @@ def cmd_run(args) -> None:
     if args.threads is not None:
         if args.threads < 1:
             raise CCMAError(f"--threads: must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     own = {param.name for param in strategy.params}
     for other in REGISTRY.values():
         for param in other.params:
@@ -196,10 +227,11 @@ def cmd_run(args) -> None:
     cfg = RunConfig(
         data_dir=args.data_dir, dataset=args.dataset, strategy=args.strategy, seed=args.seed,
         rounds=args.rounds, budget=args.budget, init=args.init,
-        teacher_backbone=args.teacher_backbone, student_backbone=args.student_backbone,
-        student=student, params={name: getattr(args, name) for name in own}, name=args.name,
+        teacher_backbone=args.teacher_backbone or default_teacher(args.strategy, getattr(args, "preset", None)),
+        student_backbone=args.student_backbone, student=student, params={name: getattr(args, name) for name in own}, name=args.name,
     )
-    out = run(cfg, progress=args.progress, log=lambda msg: print(msg, file=sys.stderr))
+    out = run(cfg, progress=args.progress, log=lambda msg: print(msg, file=sys.stderr),
+              overwrite=args.overwrite)
     print(out)
 
 
@@ -394,6 +426,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# A read-only folder or file system: one line naming the path instead of a traceback.
+WRITE_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
@@ -401,6 +437,12 @@ def main(argv=None) -> int:
         args.func(args)
     except CCMAError as exc:
         print(f"ccma {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path of ours: a bug, keep its traceback
+            raise
+        hint = (f"; ccma {args.command} needs to write there" if exc.errno in WRITE_DENIED else "")
+        print(f"ccma {args.command}: error: {exc.filename}: {exc.strerror or exc}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ccma {args.command}: interrupted; finished work is kept", file=sys.stderr)

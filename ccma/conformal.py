@@ -1,7 +1,13 @@
-"""Split-conformal set predictors (SPEC section 4).
+"""Split-conformal set predictors.
 
 Nonconformity of label y for x: ``1 - p(y|x)`` (``paper``) or ``-log p(y|x)``
 (``reference-code``). Prediction set C(x) = {y : s(x, y) <= q}; labels are never force-added.
+
+Both scores are decreasing functions of log p, and sets and thresholds depend only on the
+order of the scores, so every rank and every membership test here is computed on -log p.
+Computing 1 - p itself would be wrong: it rounds to exactly 1.0 for every p < 1.1e-16, so
+at tau = 0.01 most calibration scores tie at 1.0 and every label enters every set. The
+threshold is converted into the chosen score's units only for reporting (``in_units``).
 """
 
 from __future__ import annotations
@@ -15,52 +21,53 @@ NONCONFORMITY = ("one_minus_p", "neg_log_p")
 RANK_SLACK = 1e-9
 
 
-def nonconformity(log_probs: np.ndarray, kind: str = "one_minus_p") -> np.ndarray:
-    """Scores s(x, y) from log-probabilities (N, K); returns (N, K) float64."""
+def order_scores(log_probs: np.ndarray) -> np.ndarray:
+    """-log p (N, K) float64: the order every nonconformity choice shares (+inf where p = 0)."""
+    return -np.asarray(log_probs, dtype=np.float64)
+
+
+def in_units(threshold: float, kind: str = "one_minus_p") -> float:
+    """A threshold on -log p expressed in the units of nonconformity ``kind``."""
     if kind == "one_minus_p":
-        return 1.0 - np.exp(log_probs)
+        return -math.expm1(-threshold)  # 1 - exp(-t); 1.0 for t = inf
     if kind == "neg_log_p":
-        return -np.asarray(log_probs, dtype=np.float64)
+        return float(threshold)
     raise ValueError(f"unknown nonconformity {kind!r}; choose from {NONCONFORMITY}")
 
 
-def max_score(kind: str) -> float:
-    """The largest value a score can take: a threshold that admits every label."""
-    return 1.0 if kind == "one_minus_p" else math.inf
+def calibrate_size(log_probs: np.ndarray, target_size: float) -> float:
+    """Smallest threshold t on -log p with mean_x |{y : -log p(y|x) <= t}| >= target_size.
 
-
-def calibrate_size(scores: np.ndarray, target_size: float) -> float:
-    """Smallest q with mean_x |{y : s(x, y) <= q}| >= target_size.
-
-    scores: (n, K). The mean set size at q is (number of scores <= q) / n, a step function
-    of q that jumps only at score values, so the answer is the ceil(target * n)-th smallest
+    log_probs: (n, K). The mean set size at t is (number of scores <= t) / n, a step function
+    of t that jumps only at score values, so the answer is the ceil(target * n)-th smallest
     score: the same value bisection over the sorted scores converges to, found in O(nK).
     """
-    n, k = scores.shape
+    n, k = log_probs.shape
     if not 0 < target_size <= k:
         raise ValueError(f"target set size must be in (0, {k}], got {target_size}")
     rank = math.ceil(target_size * n - RANK_SLACK)  # 1-based
-    flat = np.asarray(scores, dtype=np.float64).ravel()
+    flat = order_scores(log_probs).ravel()
     return float(np.partition(flat, rank - 1)[rank - 1])
 
 
-def calibrate_coverage(true_scores: np.ndarray, alpha: float, kind: str = "one_minus_p") -> float:
-    """q = the ceil((n + 1)(1 - alpha))-th smallest of s(x_i, y_i); the maximum if that rank > n.
+def calibrate_coverage(true_log_probs: np.ndarray, alpha: float) -> float:
+    """t = the ceil((n + 1)(1 - alpha))-th smallest of -log p(y_i|x_i); +inf if that rank > n.
 
-    true_scores: (n,) scores of the true labels. Gives marginal coverage >= 1 - alpha.
+    true_log_probs: (n,) log-probabilities of the true labels. Gives marginal coverage
+    >= 1 - alpha.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    n = len(true_scores)
+    n = len(true_log_probs)
     rank = math.ceil((n + 1) * (1 - alpha) - RANK_SLACK)
     if rank > n:
-        return max_score(kind)
-    return float(np.partition(np.asarray(true_scores, dtype=np.float64), rank - 1)[rank - 1])
+        return math.inf
+    return float(np.partition(order_scores(true_log_probs), rank - 1)[rank - 1])
 
 
-def prediction_sets(scores: np.ndarray, q: float) -> np.ndarray:
-    """Boolean membership (N, K): y in C(x) iff s(x, y) <= q. Sets may be empty."""
-    return scores <= q
+def prediction_sets(log_probs: np.ndarray, threshold: float) -> np.ndarray:
+    """Boolean membership (N, K): y in C(x) iff -log p(y|x) <= threshold. Sets may be empty."""
+    return order_scores(log_probs) <= threshold
 
 
 def set_size_and_coverage(sets: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -3,10 +3,12 @@
 A ``Backbone`` is what a feature store is named after: the teacher through open_clip
 (default ``clip-vit-l-14``: ``ViT-L-14`` / ``openai``) and the student through transformers
 (default ``dinov2-large``: ``facebook/dinov2-large``, pooled CLS output). Any open_clip
-model + pretrained tag or DINOv2 checkpoint can be named by parameter. ``tiny-clip`` and
-``tiny-dinov2`` are the same architectures built from tiny configs and initialised at random
-with a fixed seed: tests and the offline demo run them through exactly the code path of
-the real models; only the construction of the model differs.
+model + pretrained tag or DINOv2 checkpoint can be named by parameter. An open_clip model
+is built with the activation its weights were trained with (QuickGELU for OpenAI's, see
+``activation_for``), which its stores record. ``tiny-clip`` and ``tiny-dinov2`` are the
+same architectures built from tiny configs and initialised at random with a fixed seed:
+tests and the offline demo run them through exactly the code path of the real models; only
+the construction of the model differs.
 
 ``embed_dataset`` writes ``features/{dataset}/{backbone}.zarr`` chunk by chunk through
 ``ccma.features.FeatureStoreWriter``: a batch never straddles two chunks, so every chunk is
@@ -188,9 +190,42 @@ def fetch_weights(backbone: Backbone) -> str:
             return str(path)
         from huggingface_hub import snapshot_download
 
+        # the config alone first: a repository of another kind stops before its weights download
+        check_dinov2(backbone, snapshot_download(backbone.model, allow_patterns=["config.json"]))
         return snapshot_download(backbone.model, allow_patterns=HF_FILES)
     except OSError as exc:
         raise _offline_error(backbone, exc) from None
+
+
+def check_dinov2(backbone: Backbone, folder) -> None:
+    """Stop unless ``folder`` holds a DINOv2 ``config.json``: the loader builds ``Dinov2Model``."""
+    config = Path(folder) / "config.json"
+    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+    if model_type != "dinov2":
+        raise CCMAError(f"--hf-model: {backbone.model} is a {model_type!r} model, not DINOv2 (model_type "
+                        "'dinov2'); name a DINOv2 checkpoint such as facebook/dinov2-base")
+
+
+def activation_for(model: str, pretrained: str | None) -> str:
+    """``"quick_gelu"`` or ``"gelu"``: the activation open_clip ``model`` must be built with
+    for the weights tagged ``pretrained`` (None: random init, the config's own activation).
+
+    OpenAI's CLIP weights (and some later ones) were trained with QuickGELU. open_clip >= 2.29
+    says so in the tag's pretrained config, yet builds the model config's GELU and only
+    warns; older versions record nothing there, build every ``openai`` tag with QuickGELU
+    through a separate loader, and list the other QuickGELU weights under the model's
+    ``-quickgelu`` config as well.
+    """
+    import open_clip
+
+    if (open_clip.get_model_config(model) or {}).get("quick_gelu"):
+        return "quick_gelu"
+    if pretrained is None:
+        return "gelu"
+    quick = (open_clip.get_pretrained_cfg(model, pretrained).get("quick_gelu")
+             or pretrained == "openai"
+             or pretrained in open_clip.list_pretrained_tags_by_model(f"{model}-quickgelu"))
+    return "quick_gelu" if quick else "gelu"
 
 
 class HFPreprocess:
@@ -216,6 +251,7 @@ class Encoder:
     dim: int
     device: torch.device
     tokenizer: Callable | None = None
+    activation: str | None = None   # open_clip models: "quick_gelu" or "gelu" (``activation_for``)
 
     def _autocast(self):
         amp = precision(self.device)
@@ -248,7 +284,7 @@ class Encoder:
     def attrs(self) -> dict:
         """What the store records about how its rows were computed."""
         return {"library": self.backbone.library, "model": self.backbone.model,
-                "pretrained": self.backbone.pretrained,
+                "pretrained": self.backbone.pretrained, "activation": self.activation,
                 "init": f"random, seed {self.backbone.seed}" if self.backbone.tiny else "pretrained",
                 "preprocess": repr(self.preprocess), "precision": precision(self.device),
                 "versions": library_versions()}
@@ -263,12 +299,12 @@ def load_backbone(backbone: Backbone, device: torch.device) -> Encoder:
         if backbone.tiny:
             if backbone.model not in open_clip.list_models():
                 open_clip.add_model_config(TINY_CLIP_CONFIG)
-            with _seeded(backbone.seed):
-                module, _, preprocess = open_clip.create_model_and_transforms(backbone.model)
         else:
             fetch_weights(backbone)  # resolves the cache first, so offline fails in one line
-            module, _, preprocess = open_clip.create_model_and_transforms(backbone.model,
-                                                                          pretrained=backbone.pretrained)
+        activation = activation_for(backbone.model, backbone.pretrained)
+        with _seeded(backbone.seed):  # the random init of tiny models; pretrained ones overwrite it
+            module, _, preprocess = open_clip.create_model_and_transforms(
+                backbone.model, pretrained=backbone.pretrained, force_quick_gelu=activation == "quick_gelu")
         dim = open_clip.get_model_config(backbone.model)["embed_dim"]
         tokenizer = open_clip.get_tokenizer(backbone.model)
     else:
@@ -282,8 +318,8 @@ def load_backbone(backbone: Backbone, device: torch.device) -> Encoder:
             path = fetch_weights(backbone)
             module = Dinov2Model.from_pretrained(path)
             processor = AutoImageProcessor.from_pretrained(path)
-        preprocess, dim, tokenizer = HFPreprocess(processor), module.config.hidden_size, None
-    return Encoder(backbone, module.to(device).eval(), preprocess, int(dim), device, tokenizer)
+        preprocess, dim, tokenizer, activation = HFPreprocess(processor), module.config.hidden_size, None, None
+    return Encoder(backbone, module.to(device).eval(), preprocess, int(dim), device, tokenizer, activation)
 
 
 # ------------------------------------------------------------------ the embedding loop
@@ -330,8 +366,8 @@ def chunk_batches(writer: FeatureStoreWriter, split: str, chunks: list[int],
 
 
 # Attributes a resumed job must share with the one that started the store
-RESUME_KEYS = ("library", "model", "pretrained", "init", "preprocess", "precision", "versions",
-               "batch_size", "classnames", "row_fingerprints")
+RESUME_KEYS = ("library", "model", "pretrained", "activation", "init", "preprocess", "precision",
+               "versions", "batch_size", "classnames", "row_fingerprints")
 
 
 def embed_dataset(data_dir, data, encoder: Encoder, *, batch_size: int = 256, chunk_rows: int = 4096,

@@ -14,7 +14,14 @@ Prototype store ``prototypes/{dataset}/{backbone}.zarr``::
     attrs: classnames (K strings, label-index order), templates, backbone, complete, ...
 
 Writers never leave a store that reads as finished before every row is written: the
-``complete`` attribute is set last, and readers reject a store without it.
+``complete`` attribute is set last, and readers reject a store without it. A feature store
+is created whole (group, arrays, attributes) in a temporary folder renamed into place, so a
+job killed while creating it leaves nothing that a rerun refuses.
+
+Readers load every array whole and check it before any work starts: each chunk present and
+decodable, rows finite and L2-normalised, labels in range. A damaged store therefore stops
+the command that reads it at once, in one line naming the store, the array, what is wrong
+and the command that rebuilds it; nothing reads a store lazily later on.
 """
 
 from __future__ import annotations
@@ -27,11 +34,14 @@ import numpy as np
 import zarr
 
 from .atomic import atomic_path
-from .errors import StoreError
+from .errors import StoreError, describe
 
 SPLITS = ("train", "test")
 NORM_TOLERANCE = {"float16": 5e-3, "float32": 1e-4, "float64": 1e-6}
 VALIDATION_ROWS = 65536  # rows checked per block, so validation never doubles memory
+# Labels' fill value: never a class, so a chunk of class-0 labels is stored like any other and
+# an absent chunk is always a lost one (zarr does not store a chunk equal to the fill value).
+LABEL_FILL = -1
 
 
 def feature_path(data_dir, dataset: str, backbone: str) -> Path:
@@ -91,32 +101,42 @@ class FeatureStoreWriter:
         self.chunk_rows = int(chunk_rows)
         shapes = {"train": n_train, "test": n_test}
         if self.path.exists():
+            group, problem = self._reopen(shapes, dim, dtype)
+            if group is not None:
+                self.group = group
+                return
+            if _holds_chunks(self.path):
+                raise StoreError(self.path, f"{problem}; delete it to re-embed")
+            # its creation was cut short before any chunk was written: nothing to keep
+        with atomic_path(self.path, directory=True) as tmp:
+            os.rmdir(tmp)  # zarr creates the folder itself
+            group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+            for split in SPLITS:
+                n = shapes[split]
+                group.create_array(f"{split}/embeddings", shape=(n, dim), dtype=dtype,
+                                   chunks=(max(1, min(self.chunk_rows, n)), dim))
+                group.create_array(f"{split}/labels", shape=(n,), dtype="int64",
+                                   chunks=(max(1, min(self.chunk_rows, n)),), fill_value=LABEL_FILL)
+            group.attrs.update({
+                **(attrs or {}),
+                "dataset": dataset, "backbone": backbone, "dim": int(dim),
+                "n_classes": int(n_classes), "normalized": True, "complete": False,
+                "chunk_rows": self.chunk_rows, "done_chunks": {"train": [], "test": []},
+            })
+        self.group = zarr.open_group(str(self.path), mode="r+")
+
+    def _reopen(self, shapes: dict, dim: int, dtype: str) -> tuple[zarr.Group | None, str]:
+        """The existing store if it has this layout, else (None, what is wrong with it)."""
+        try:
             group = zarr.open_group(str(self.path), mode="r+")
-            ok = all(
+            same = all(
                 f"{s}/embeddings" in group and group[f"{s}/embeddings"].shape == (shapes[s], dim)
                 and str(group[f"{s}/embeddings"].dtype) == dtype
                 for s in SPLITS
-            ) and group.attrs.get("chunk_rows") == self.chunk_rows
-            if not ok:
-                raise StoreError(self.path, "exists with a different shape, dtype or chunking; "
-                                            "delete it to re-embed")
-            self.group = group
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        group = zarr.open_group(str(self.path), mode="w", zarr_format=3)
-        for split in SPLITS:
-            n = shapes[split]
-            group.create_array(f"{split}/embeddings", shape=(n, dim), dtype=dtype,
-                               chunks=(max(1, min(self.chunk_rows, n)), dim))
-            group.create_array(f"{split}/labels", shape=(n,), dtype="int64",
-                               chunks=(max(1, min(self.chunk_rows, n)),))
-        group.attrs.update({
-            **(attrs or {}),
-            "dataset": dataset, "backbone": backbone, "dim": int(dim),
-            "n_classes": int(n_classes), "normalized": True, "complete": False,
-            "chunk_rows": self.chunk_rows, "done_chunks": {"train": [], "test": []},
-        })
-        self.group = group
+            ) and group.attrs.get("chunk_rows") == self.chunk_rows and "done_chunks" in group.attrs
+        except Exception as exc:  # zarr raises many types for damaged or foreign metadata
+            return None, f"exists but is not a readable Zarr store ({describe(exc)})"
+        return (group, "") if same else (None, "exists with a different shape, dtype or chunking")
 
     def n_chunks(self, split: str) -> int:
         n = self.group[f"{split}/labels"].shape[0]
@@ -161,18 +181,70 @@ def write_features(path, *, dataset: str, backbone: str, train: FeatureSplit, te
         writer.finish()
 
 
-def _open(path) -> zarr.Group:
+def _holds_chunks(path: Path) -> bool:
+    """Whether any chunk was ever written under the store folder ``path``: any file besides
+    Zarr's metadata (``zarr.json``) and the ``*.partial`` files of its interrupted writes."""
+    return any(f != "zarr.json" and not f.endswith(".partial")
+               for _, _, files in os.walk(path) for f in files)
+
+
+def _remedy(path: Path, attrs: dict, command: str) -> str:
+    """How to rebuild the store ``{data_dir}/{features|prototypes}/{dataset}/{backbone}.zarr``:
+    ``ccma {command}`` for real data, ``ccma synth`` for a synthetic dataset."""
+    dataset, backbone = attrs.get("dataset", path.parent.name), attrs.get("backbone", path.stem)
+    if attrs.get("synthetic"):
+        rerun = f"`ccma synth --dataset {dataset} --regime {attrs.get('regime')}`"
+    else:
+        rerun = f"`ccma {command} --dataset {dataset} --backbone {backbone}`"
+        if not attrs:  # unreadable: the store may be a synthetic one
+            rerun += " (or `ccma synth`)"
+    return f"delete the store and rerun the {rerun} that wrote it"
+
+
+def _open(path, command: str) -> tuple[zarr.Group, dict]:
+    """The finished store at ``path`` and its attributes; ``command`` rebuilds it."""
     path = Path(path)
     if not path.exists():
         raise StoreError(path, "does not exist")
     try:
         group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
     except Exception as exc:  # zarr raises several types for a corrupt or foreign folder
-        raise StoreError(path, f"is not a readable Zarr store ({type(exc).__name__})") from None
-    if group.attrs.get("complete") is not True:
+        raise StoreError(path, f"is not a readable Zarr store ({describe(exc)}); "
+                               f"{_remedy(path, {}, command)}") from None
+    if attrs.get("complete") is not True:
         raise StoreError(path, "is incomplete ('complete' attribute not set): the job that "
                                "wrote it did not finish; rerun it")
-    return group
+    return group, attrs
+
+
+def _read(path, group: zarr.Group, attrs: dict, name: str, command: str) -> np.ndarray:
+    """Array ``name`` of the store at ``path``, whole. A missing array, unreadable metadata
+    (``zarr.json``) or a lost or undecodable chunk is a StoreError naming the array, what
+    is wrong and how to rebuild the store (``command``)."""
+    path = Path(path)
+    try:
+        arr = group[name] if name in group else None
+    except Exception as exc:  # a truncated or invalid zarr.json: json, zarr or KeyError
+        problem = f"has unreadable metadata (zarr.json: {describe(exc)})"
+    else:
+        if arr is None:
+            problem = "is missing"
+        elif arr.nchunks_initialized < arr.nchunks and not _zero_chunks_omitted(arr):
+            problem = (f"lacks {arr.nchunks - arr.nchunks_initialized} of its {arr.nchunks} "
+                       "chunk files (deleted or never written)")
+        else:
+            try:
+                return arr[...]
+            except Exception as exc:  # numcodecs and zarr raise many types for damaged chunks
+                problem = f"has a truncated or corrupt chunk ({describe(exc)})"
+    raise StoreError(path, f"array '{name}' {problem}; {_remedy(path, attrs, command)}")
+
+
+def _zero_chunks_omitted(arr) -> bool:
+    """Integer arrays with fill value 0 (labels of stores written before ``LABEL_FILL``):
+    zarr did not store their all-zero chunks, so an absent chunk may be one of class-0 labels."""
+    return arr.dtype.kind in "iu" and arr.fill_value == 0
 
 
 def _check_rows(path, name: str, emb) -> None:
@@ -193,18 +265,14 @@ def _check_rows(path, name: str, emb) -> None:
 
 def read_features(path) -> FeatureStore:
     """Read and validate a feature store; embeddings keep their stored dtype."""
-    group = _open(path)
-    attrs = dict(group.attrs)
+    group, attrs = _open(path, "embed")
     for key in ("dataset", "backbone", "dim", "n_classes"):
         if key not in attrs:
             raise StoreError(path, f"attribute '{key}' is missing")
     splits = {}
     for split in SPLITS:
-        for arr in ("embeddings", "labels"):
-            if f"{split}/{arr}" not in group:
-                raise StoreError(path, f"array '{split}/{arr}' is missing")
-        emb = group[f"{split}/embeddings"][...]
-        labels = group[f"{split}/labels"][...].astype(np.int64)
+        emb = _read(path, group, attrs, f"{split}/embeddings", "embed")
+        labels = _read(path, group, attrs, f"{split}/labels", "embed").astype(np.int64)
         if emb.ndim != 2 or emb.shape[1] != attrs["dim"] or labels.shape != (emb.shape[0],):
             raise StoreError(path, f"'{split}' has embeddings {emb.shape} and labels {labels.shape}, "
                                    f"expected (N, {attrs['dim']}) and (N,)")
@@ -244,11 +312,8 @@ def write_prototypes(path, prototypes: np.ndarray, *, classnames: list[str], tem
 
 
 def read_prototypes(path) -> PrototypeStore:
-    group = _open(path)
-    attrs = dict(group.attrs)
-    if "prototypes" not in group:
-        raise StoreError(path, "array 'prototypes' is missing")
-    protos = np.asarray(group["prototypes"][...], dtype=np.float32)
+    group, attrs = _open(path, "prototypes")
+    protos = np.asarray(_read(path, group, attrs, "prototypes", "prototypes"), dtype=np.float32)
     names = attrs.get("classnames")
     if not isinstance(names, list):
         raise StoreError(path, "attribute 'classnames' is missing")

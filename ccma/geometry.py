@@ -1,14 +1,28 @@
 """Distances, nearest neighbours and k-means in chunks, on the student's device.
 
 Nothing here materialises an N x N matrix: pairwise work is done ``CHUNK`` rows at a time.
+Results do not depend on the number of CPU threads (see ``MKL_CBWR`` and ``kmeans``).
 """
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 import numpy as np
-import torch
+
+# MKL, torch's CPU BLAS, splits the inner sums of some products across threads, so their
+# roundings (and near ties downstream) change with the thread count; its strict reproducible
+# mode keeps one order. MKL reads this once, at its first call: before torch computes anything.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+import torch  # noqa: E402
 
 CHUNK = 4096
+# faiss computes squared distances pairwise (sum of squared differences, one query per
+# thread) for fewer than this many query values (rows x d), above it as |x|^2 + |y|^2 - 2 x.y
+# through a threaded BLAS product whose roundings change with the thread count.
+FAISS_PAIRWISE_LIMIT = 2**31 - 1
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -48,6 +62,19 @@ def nearest(x: np.ndarray, refs: np.ndarray, device: torch.device | None = None,
     return idx, dist
 
 
+@contextmanager
+def _faiss_pairwise_distances():
+    """Inside the block every faiss search below ``FAISS_PAIRWISE_LIMIT`` values is pairwise."""
+    import faiss
+
+    saved = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = FAISS_PAIRWISE_LIMIT
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = saved
+
+
 def kmeans(x: np.ndarray, k: int, seed: int, niter: int = 20,
            max_points_per_centroid: int = 256,
            init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -57,17 +84,27 @@ def kmeans(x: np.ndarray, k: int, seed: int, niter: int = 20,
     of each point to its centroid (n,) float32. faiss trains on at most
     ``max_points_per_centroid * k`` points (a seeded sample), then every point is assigned.
     ``init`` (k, d): starting centroids (e.g. ``x[kmeans_plus_plus(...)]``); faiss's own
-    start (k random points) when None.
+    start (k random points) when None. Every distance, in training and in the assignment, is
+    a pairwise sum of squared differences, so the result does not depend on the number of
+    threads; the training sample is capped to stay within ``FAISS_PAIRWISE_LIMIT`` values.
     """
     import faiss
 
     x = np.ascontiguousarray(x, dtype=np.float32)
-    k = int(min(k, len(x)))
-    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=int(seed) % (2**31), verbose=False,
-                      max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1)
-    km.train(x, init_centroids=None if init is None else np.ascontiguousarray(init, dtype=np.float32))
-    dist, assign = km.index.search(x, 1)
-    return km.centroids.copy(), assign[:, 0].astype(np.int64), dist[:, 0].astype(np.float32)
+    n, d = x.shape
+    k = int(min(k, n))
+    per_centroid = min(max_points_per_centroid, FAISS_PAIRWISE_LIMIT // (k * d))
+    km = faiss.Kmeans(d, k, niter=niter, seed=int(seed) % (2**31), verbose=False,
+                      max_points_per_centroid=per_centroid, min_points_per_centroid=1)
+    assign = np.empty(n, dtype=np.int64)
+    dist = np.empty(n, dtype=np.float32)
+    rows = FAISS_PAIRWISE_LIMIT // d
+    with _faiss_pairwise_distances():
+        km.train(x, init_centroids=None if init is None else np.ascontiguousarray(init, dtype=np.float32))
+        for s in range(0, n, rows):
+            block_dist, block_assign = km.index.search(x[s:s + rows], 1)
+            assign[s:s + rows], dist[s:s + rows] = block_assign[:, 0], block_dist[:, 0]
+    return km.centroids.copy(), assign, dist
 
 
 def d2_sampling(n: int, k: int, sq_dist_to, first: int,

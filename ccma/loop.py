@@ -18,7 +18,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import record
-from .errors import CCMAError
+from .atomic import clean_stale, writable_dir
+from .errors import CCMAError, StoreError
 from .features import check_same_rows, feature_path, prototype_path, read_features, read_prototypes
 from .geometry import pick_device
 from .splits import load_splits, split_path
@@ -138,8 +139,13 @@ def _initial_batch(cfg: RunConfig, strategy: Strategy, ctx_args: dict, budget: i
     return sel.indices, sel.fallback and f"initial batch: {sel.fallback}"
 
 
-def run(cfg: RunConfig, progress: bool | None = None, log=print) -> Path:
-    """Run (or resume) one AL run; returns the path of the finished run record."""
+def run(cfg: RunConfig, progress: bool | None = None, log=print, overwrite: bool = False) -> Path:
+    """Run (or resume) one AL run; returns the path of the finished run record.
+
+    A finished record at the run's path made with other parameters stops the run before any
+    training unless ``overwrite`` (it is then replaced when this run finishes); a partial
+    record of other parameters is discarded with a notice.
+    """
     strategy = get_strategy(cfg.strategy)
     try:
         params = strategy.effective(cfg.params)
@@ -157,9 +163,13 @@ def run(cfg: RunConfig, progress: bool | None = None, log=print) -> Path:
                 "student_config": asdict(cfg.student), "pool": pool.pool_key}
     params_hash = _hash(identity)
 
-    if final.exists() and record.read_rows(final)[1].get("params_hash") == params_hash:
+    for path in (final, partial):
+        clean_stale(path)
+    if _finished(final, params_hash, identity, overwrite, log):
+        record.remove_stale_partial(final)
         log(f"{final}: already complete with these parameters")
         return final
+    writable_dir(final.parent)  # a read-only data directory stops here, not after round 1
     rows, labeled = [], None
     device = pick_device(cfg.student.device)
     ctx_args = dict(data=pool, params=params, seed=cfg.seed, device=device,
@@ -168,13 +178,19 @@ def run(cfg: RunConfig, progress: bool | None = None, log=print) -> Path:
                     cache_dir=Path(cfg.data_dir) / "clusters" / cfg.dataset / cfg.teacher_backbone)
     init_fallback = None
     if partial.exists():
-        rows, meta = record.read_rows(partial)
+        try:
+            rows, meta = record.read_rows(partial)
+        except StoreError as exc:
+            rows, meta = [], {}
+            log(f"{partial}: {exc.problem}; discarded, the run starts again from round 1")
         if meta.get("params_hash") == params_hash:
             labeled = np.concatenate([np.asarray(meta["initial"], np.int64)] +
                                      [np.searchsorted(pool.rows, r["queried"]) for r in rows])
             init_fallback = meta.get("initial_fallback")
             log(f"{partial}: resuming after round {len(rows)}")
-        else:
+        elif rows:
+            log(f"{partial}: an unfinished run with other parameters ({_differences(meta, identity)}); "
+                "discarded, the run starts again from round 1")
             rows = []
     if labeled is None:
         initial, init_fallback = _initial_batch(cfg, strategy, ctx_args, budget)
@@ -183,6 +199,7 @@ def run(cfg: RunConfig, progress: bool | None = None, log=print) -> Path:
     meta = {"params_hash": params_hash, "identity": identity, "initial": initial.tolist(),
             "initial_fallback": init_fallback, "run_name": name}
 
+    told = {r["fallback"] for r in rows}
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(range(len(rows) + 1, cfg.rounds + 1), desc=f"{cfg.dataset}/{name}/seed{cfg.seed}",
                unit="round", disable=not show, initial=len(rows), total=cfg.rounds)
@@ -204,20 +221,63 @@ def run(cfg: RunConfig, progress: bool | None = None, log=print) -> Path:
             diagnostics = strategy.diagnose(ctx) if strategy.diagnose else {}
         if t == 1 and init_fallback:
             fallback = "; ".join(filter(None, [init_fallback, fallback]))
+        if fallback and fallback not in told:  # once per distinct message, not every round
+            told.add(fallback)
+            log(f"{cfg.dataset}/{name}/seed{cfg.seed} round {t}: {fallback}")
         rows.append({
             "dataset": cfg.dataset, "strategy": name, "preset": params.get("preset"),
             "variant": params.get("variant"), "params_hash": params_hash, "seed": cfg.seed,
             "round": t, "n_labeled": len(labeled), "accuracy": accuracy,
             "train_seconds": train_seconds, "query_seconds": query_seconds,
             "queried": pool.rows[queried].tolist(), "teacher_zero_shot_accuracy": data.zero_shot,
-            **{k: diagnostics.get(k) for k in record.DIAGNOSTIC_COLUMNS}, "fallback": fallback,
+            **{k: diagnostics.get(k) for k in record.DIAGNOSTIC_COLUMNS + record.CANDIDATE_COLUMNS}, "fallback": fallback,
         })
         record.write_rows(partial, rows, meta)
         labeled = np.concatenate([labeled, queried])
         bar.set_postfix(acc=f"{accuracy:.3f}", n=len(labeled))
+    if not overwrite:  # a run of other parameters may have finished meanwhile
+        _finished(final, params_hash, identity, overwrite, log)
     record.write_rows(final, rows, meta)
     partial.unlink(missing_ok=True)
     return final
+
+
+def _finished(final: Path, params_hash: str, identity: dict, overwrite: bool, log) -> bool:
+    """Whether ``final`` is this run's finished record. One of other parameters (or an
+    unreadable one) stops the run in one line unless ``overwrite``."""
+    if not final.exists():
+        return False
+    try:
+        meta = record.read_rows(final)[1]
+    except StoreError as exc:
+        if not overwrite:
+            raise StoreError(final, f"{exc.problem}; rerun with --overwrite to redo the run") from None
+        return False
+    if meta.get("params_hash") == params_hash:
+        return True
+    what = f"finished with other parameters ({_differences(meta, identity)})"
+    if not overwrite:
+        raise StoreError(final, f"{what}; rerun with --overwrite to replace it, or give this run "
+                                "another --name to keep both")
+    log(f"{final}: {what}; replaced when this run finishes (--overwrite)")
+    return False
+
+
+def _differences(meta: dict, identity: dict, limit: int = 3) -> str:
+    """'rounds 15 -> 5, params.kappa 3 -> 5': where a record's stored identity differs from
+    ``identity`` (at most ``limit`` entries, then a count)."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, v in d.items():
+            out.update(flat(v, f"{prefix}{key}.") if isinstance(v, dict) else {f"{prefix}{key}": v})
+        return out
+
+    old, new = flat(meta.get("identity", {})), flat(json.loads(json.dumps(identity)))
+    diff = [f"{k} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}"
+            for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    if not meta.get("identity") or not diff:
+        return "which ones is not recorded"
+    return ", ".join(diff[:limit]) + (f" and {len(diff) - limit} more" if len(diff) > limit else "")
 
 
 def _check_selection(indices: np.ndarray, ctx: QueryContext, budget: int, name: str) -> None:

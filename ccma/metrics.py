@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 from scipy.integrate import trapezoid
 from scipy.stats import rankdata
+from scipy.stats import t as student_t
 
 # Accuracies are multiples of 1 / N_test; a seed mean can land a hair below a target it
 # equals (0.1 + 0.7 != 0.8 in floating point). This slack absorbs only that rounding.
@@ -100,3 +101,19 @@ def per_second(value, seconds) -> np.ndarray:
     s = np.asarray(seconds, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(s > 0, v / np.where(s > 0, s, 1.0), np.nan)
+
+
+def paired_difference(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of the per-seed differences a - b and its two-sided t confidence interval.
+
+    a, b: (n_seeds,) values of two strategies on the same seeds (paired). Returns
+    (mean, low, high); the interval is NaN with fewer than two seeds.
+    """
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.ndim != 1 or len(d) == 0:
+        raise ValueError("paired_difference: expected two equal-length 1-d arrays of per-seed values")
+    mean = float(d.mean())
+    if len(d) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(student_t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    return mean, mean - half, mean + half

@@ -31,6 +31,8 @@ TEMPLATES = (
     "a clean photo of a {}.",
 )
 TEXT_BATCH = 256
+# what makes the text tower the same model as the image tower of the teacher's feature store
+MODEL_KEYS = ("library", "model", "pretrained", "activation", "init")
 
 
 def check_templates(templates, where: str = "templates") -> list[str]:
@@ -75,10 +77,11 @@ def build_prototypes(data_dir, dataset: str, encoder, templates=TEMPLATES) -> tu
     name = encoder.backbone.name
     store = read_features(feature_path(data_dir, dataset, name))
     mine = encoder.attrs()
-    for key in ("library", "model", "pretrained", "init"):
+    for key in MODEL_KEYS:
         if store.attrs.get(key) != mine[key]:
             raise CCMAError(f"{store.path}: image features come from {key}={store.attrs.get(key)!r} but "
-                            f"the text tower is {key}={mine[key]!r}; embed and prototypes must use one model")
+                            f"the text tower is {key}={mine[key]!r}; embed and prototypes must use one model "
+                            "(delete the feature store and embed again)")
     names = store.attrs.get("classnames")
     if not isinstance(names, list) or len(names) != store.n_classes:
         raise CCMAError(f"{store.path}: no class names in its attributes (not written by 'ccma embed')")
@@ -87,6 +90,5 @@ def build_prototypes(data_dir, dataset: str, encoder, templates=TEMPLATES) -> tu
     out = prototype_path(data_dir, dataset, name)
     write_prototypes(out, protos, classnames=names, templates=list(templates), backbone=name,
                      attrs={"dataset": dataset, "zero_shot_test_accuracy": accuracy,
-                            **{k: mine[k] for k in ("library", "model", "pretrained", "init", "precision",
-                                                    "versions")}})
+                            **{k: mine[k] for k in (*MODEL_KEYS, "precision", "versions")}})
     return out, accuracy

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.lib
 from tqdm.auto import tqdm
 
 from . import metrics, record
@@ -132,20 +131,25 @@ def _default_name(base: str, params: dict) -> str:
 
 
 def load_runs(data_dir) -> RunSet:
-    """Read every ``runs/*/*/seed*.parquet``; unfinished (``.partial``) records become warnings."""
+    """Read every ``runs/*/*/seed*.parquet``; unfinished (``.partial``) records become warnings,
+    except a stale one beside its finished record, which is removed."""
     root = Path(data_dir) / "runs"
     if not root.is_dir():
         raise CCMAError(f"{root}: no run records (run `ccma run` first)")
     warnings, frames, infos = [], [], []
     for path in sorted(root.glob("*/*/seed*.parquet")):
         if path.name.endswith(".partial.parquet"):
-            warnings.append(f"{path.relative_to(root)}: unfinished run (rounds done so far are not "
+            final = record.final_path(path)
+            if final.exists() and record.remove_stale_partial(final):
+                continue
+            other = " with other parameters than the finished record beside it" if final.exists() else ""
+            warnings.append(f"{path.relative_to(root)}: unfinished run{other} (rounds done so far are not "
                             "aggregated)")
             continue
         try:
             rows, meta = record.read_rows(path)
-        except (OSError, pyarrow.lib.ArrowException, json.JSONDecodeError) as exc:
-            raise CCMAError(f"{path}: not a readable run record ({exc})") from None
+        except CCMAError as exc:
+            raise CCMAError(f"{exc}; rerun the `ccma run` that wrote it with --overwrite, or delete it") from None
         frame = pd.DataFrame(rows)
         missing = [c for c in record.COLUMNS if c not in frame.columns]
         if missing:
@@ -378,20 +382,48 @@ def _base_of(results: list[DatasetResult], run: str) -> tuple[str, str]:
     return run, run
 
 
-def ablation_table(results: list[DatasetResult]) -> pd.DataFrame:
-    """CCMA V1-V5 of the paper preset on each dataset with at least two variants (Table 2)."""
+def _selections(rows: pd.DataFrame, run: str) -> dict[int, tuple]:
+    """Per seed, every round's queried indices of one run of one dataset."""
+    mine = rows[rows["run"] == run].sort_values(["seed", "round"])
+    return {int(seed): tuple(tuple(q) for q in g["queried"]) for seed, g in mine.groupby("seed")}
+
+
+def identical_to(rows: pd.DataFrame, runs: list[str]) -> dict[str, str | None]:
+    """For each run, the first earlier run in ``runs`` that selected exactly the same points in
+    every round of every seed both have (e.g. V2 = V1 when the pool is not larger than the
+    subpool), or None. rows: one dataset's round rows."""
+    chosen = {run: _selections(rows, run) for run in runs}
+    same = {}
+    for i, run in enumerate(runs):
+        mine = chosen[run]
+        same[run] = next((other for other in runs[:i]
+                          if set(mine) & set(chosen[other])
+                          and all(mine[s] == chosen[other][s] for s in set(mine) & set(chosen[other]))),
+                         None)
+    return same
+
+
+def ablation_table(results: list[DatasetResult], rows: pd.DataFrame) -> pd.DataFrame:
+    """CCMA V1-V5 of the paper preset on each dataset with at least two variants (Table 2).
+
+    rows: every round row of every run. A variant whose selections equal an earlier variant's
+    on every seed is marked in ``same_as``: it is that run again, not a separate result."""
     parts = []
     for res in results:
         s = res.summary
         pick = s[s["standard"] & (s["strategy"] == "ccma") & (s["preset"].fillna("paper") == "paper")
                  & s["variant"].isin(VARIANTS)]
         if pick["variant"].nunique() >= 2:
-            parts.append(pick.sort_values("variant"))
+            pick = pick.sort_values("variant")
+            same = identical_to(rows[rows["dataset"] == res.dataset], list(pick["run"]))
+            variant_of = dict(zip(pick["run"], pick["variant"]))
+            parts.append(pick.assign(same_as=[variant_of.get(same[r]) for r in pick["run"]]))
     if not parts:
         return pd.DataFrame()
     t = pd.concat(parts, ignore_index=True)
     return pd.DataFrame({
         "dataset": t["dataset"], "variant": t["variant"], "run": t["run"], "seeds": t["seeds"],
+        "same_as": t["same_as"],
         "aulc_mean": t["aulc_mean"], "aulc_std": t["aulc_std"],
         "final_mean": t["final_mean"], "final_std": t["final_std"],
         "time_per_round_s": t["query_seconds_per_round"],
@@ -846,8 +878,10 @@ def shown_summary(res: DatasetResult, targets) -> pd.DataFrame:
 
 
 def shown_ablation(table: pd.DataFrame) -> pd.DataFrame:
+    variant = [v if same is None or pd.isna(same) else f"{v} (identical to {same}: same selections)"
+               for v, same in zip(table["variant"], table["same_as"])]
     return pd.DataFrame({
-        "dataset": table["dataset"], "variant": table["variant"], "seeds": table["seeds"],
+        "dataset": table["dataset"], "variant": variant, "seeds": table["seeds"],
         "AULC": [_pm(m, d) for m, d in zip(table["aulc_mean"], table["aulc_std"])],
         "Final@R": [_pm(m, d) for m, d in zip(table["final_mean"], table["final_std"])],
         "Time/rd (s)": table["time_per_round_s"].map(_seconds),
@@ -921,7 +955,7 @@ def write_report(data_dir, results_dir, cfg: ReportConfig = ReportConfig(),
 
     results = [aggregate_dataset(runset, ds, cfg) for ds in datasets]
     ranks, rank_notes = rank_table(results, cfg.iterations)
-    ablation = ablation_table(results)
+    ablation = ablation_table(results, runset.rows)
     fallbacks = fallback_table(runset)
     runs_cfg, ccma_cfg = _config_tables(runset)
 
@@ -1019,7 +1053,10 @@ def write_report(data_dir, results_dir, cfg: ReportConfig = ReportConfig(),
     else:
         files.append(_write_csv(results_dir / "ablation.csv", ablation))
         files.append(_write_text(results_dir / "ablation.md", markdown_table(shown_ablation(ablation)) + "\n"))
-        doc.para("Time/rd is the mean query seconds per round; AULC/s = AULC / Time/rd.")
+        doc.para("Time/rd is the mean query seconds per round; AULC/s = AULC / Time/rd. A variant "
+                 "marked identical selected exactly the points of the one named on every seed "
+                 "(the pool was not larger than the subpool M, so the subpool changed nothing): "
+                 "it is not a separate result.")
         doc.table(shown_ablation(ablation))
 
     across = figure_diagnostics_across(results, results_dir / "diagnostics.png", cfg.dpi)

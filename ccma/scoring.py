@@ -1,4 +1,4 @@
-"""The cross-modal disagreement score u(x) (SPEC section 5) and its diagnostics (SPEC 8)."""
+"""The cross-modal disagreement score u(x) and its per-round diagnostics."""
 
 from __future__ import annotations
 
@@ -22,13 +22,17 @@ class Scores:
     conf_student: np.ndarray
     entropy_student: np.ndarray
     overlap: np.ndarray      # |C_T ∩ C_S| / |C_T ∪ C_S| (0 when both sets are empty)
+    overlap_count: np.ndarray  # |C_T ∩ C_S| (the published code's overlap)
     sym_diff: np.ndarray     # |C_T Δ C_S|
     top1_disagree: np.ndarray
 
     def summary(self) -> dict:
+        """Means over the scored subpool."""
         return {
-            "overlap": float(self.overlap.mean()), "sym_diff": float(self.sym_diff.mean()),
+            "overlap": float(self.overlap.mean()), "overlap_count": float(self.overlap_count.mean()),
+            "sym_diff": float(self.sym_diff.mean()),
             "top1_disagreement": float(self.top1_disagree.mean()), "js_mean": float(self.js.mean()),
+            "entropy_mean": float(self.entropy_student.mean()),
             "conf_teacher": float(self.conf_teacher.mean()),
             "conf_student": float(self.conf_student.mean()), "gate_mean": float(self.gate.mean()),
         }
@@ -60,9 +64,25 @@ def js_divergence(log_p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
     return np.maximum(0.5 * kl(log_p) + 0.5 * kl(log_q), 0.0)
 
 
+SCORES = ("gated", "entropy", "js")
+
+
+def combine(js: np.ndarray, h_s: np.ndarray, gate: np.ndarray, score: str = "gated") -> np.ndarray:
+    """u(x) from its terms, each (N,): ``gated`` w JS + (1 - w) H(p_S) (the paper),
+    ``entropy`` H(p_S) alone, ``js`` JS alone (the last two isolate the teacher's part)."""
+    if score == "gated":
+        return gate * js + (1.0 - gate) * h_s
+    if score == "entropy":
+        return h_s
+    if score == "js":
+        return js
+    raise ValueError(f"unknown score {score!r}; choose from {SCORES}")
+
+
 def ccma_scores(log_p_teacher: np.ndarray, log_p_student: np.ndarray,
-                sets_teacher: np.ndarray, sets_student: np.ndarray) -> Scores:
-    """u(x) = w JS(p~_T, p~_S) + (1 - w) H(p_S) on the union support U = C_T ∪ C_S.
+                sets_teacher: np.ndarray, sets_student: np.ndarray, score: str = "gated") -> Scores:
+    """u(x) (``combine``) from JS(p~_T, p~_S) on the union support U = C_T ∪ C_S, H(p_S) and
+    the gate w = c_T / (c_T + c_S + eps).
 
     log_p_*: (N, K) log-posteriors; sets_*: (N, K) bool conformal sets. An empty union
     falls back to {argmax p_T, argmax p_S}.
@@ -85,9 +105,9 @@ def ccma_scores(log_p_teacher: np.ndarray, log_p_student: np.ndarray,
     inter = (sets_teacher & sets_student).sum(axis=1)
     union_size = (sets_teacher | sets_student).sum(axis=1)
     return Scores(
-        u=gate * js + (1.0 - gate) * h_s, js=js, gate=gate, conf_teacher=conf_t,
+        u=combine(js, h_s, gate, score), js=js, gate=gate, conf_teacher=conf_t,
         conf_student=conf_s, entropy_student=h_s,
-        overlap=inter / np.maximum(union_size, 1),
+        overlap=inter / np.maximum(union_size, 1), overlap_count=inter.astype(np.float64),
         sym_diff=(sets_teacher ^ sets_student).sum(axis=1).astype(np.float64),
         top1_disagree=(top_t != top_s).astype(np.float64),
     )

@@ -5,9 +5,12 @@ from dataclasses import asdict, fields
 import numpy as np
 import pytest
 
-from ccma.acquisition import (PRESETS, VARIANTS, CCMAParams, Clustering, cluster_pool,
-                              cluster_representatives, gaussian_similarity, greedy_coverage,
-                              max_similarity_to, median_pairwise_distance, resolve_params, top_k)
+from ccma import acquisition
+from ccma.acquisition import (PRESET_TEACHERS, PRESETS, VARIANTS, CCMAParams, Clustering,
+                              cluster_pool, cluster_representatives, effective_tau,
+                              gaussian_similarity, greedy_coverage, max_similarity_to,
+                              median_pairwise_distance, realigned_prototypes, recluster_subpool,
+                              resolve_params, top_k)
 
 
 def brute_force_greedy(w, sim, init, budget):
@@ -102,9 +105,67 @@ def test_presets_differ_exactly_as_spec_section_12():
         "tau": (0.01, 0.03),
         "final_selection": ("coverage", "kmeans"),
         "recluster": (False, True),
+        "tau_floor": (False, True),
+        "realign_prototypes": (False, True),
     }
     # kappa is 20 in both; the teacher tower and per-dataset M are workflow parameters.
     assert resolve_params("reference-code").kappa == 20
+    assert PRESET_TEACHERS == {"reference-code": "clip-vit-g-14"}
+
+
+@pytest.mark.parametrize("tau,floor,expected", [(0.01, True, 0.07), (0.029, True, 0.07),
+                                                (0.03, True, 0.03), (0.01, False, 0.01)])
+def test_published_code_replaces_a_low_temperature(tau, floor, expected):
+    assert effective_tau(CCMAParams(tau=tau, tau_floor=floor)) == expected
+
+
+@pytest.mark.parametrize("n_unlabeled,size,target,clusters", [
+    (2_800, 5_000, 933, 280),      # small pool: still clustered, capped at n/3 and n/10
+    (9_000, 1_000, 1_000, 900),    # M binds the target; n/10 the clusters
+    (80_000, 20_000, 16_666, 5_000),  # 50,000 sampled; n/3 and the 5,000-cluster cap bind
+])
+def test_reference_subpool_follows_the_published_rule(monkeypatch, n_unlabeled, size, target, clusters):
+    """A stand-in k-means (cluster = position mod k, distance = position) makes the expected
+    subpool computable by hand: the ceil(target / k) lowest positions of each cluster, of
+    those the target lowest."""
+    calls = []
+
+    def fake_kmeans(x, k, seed, niter, max_points_per_centroid):
+        calls.append((len(x), k))
+        pos = np.arange(len(x))
+        return None, pos % k, pos.astype(np.float32)
+
+    monkeypatch.setattr(acquisition, "kmeans", fake_kmeans)
+    n_pool = n_unlabeled + 500
+    unlabeled = np.ones(n_pool, bool)
+    unlabeled[np.arange(0, 1000, 2)] = False  # 500 labelled points interleaved
+    teacher = np.random.default_rng(0).normal(size=(n_pool, 4)).astype(np.float32)
+    got = recluster_subpool(teacher, unlabeled, size, seed=1, niter=2, rng=np.random.default_rng(5))
+    n = min(n_unlabeled, 50_000)
+    assert calls == [(n, clusters)]
+    per_cluster = -(-target // clusters)
+    assert len(got) == target and unlabeled[got].all() and np.all(np.diff(got) > 0)
+    if n_unlabeled <= 50_000:
+        positions = np.arange(n)
+        expected = np.sort(positions[positions // clusters < per_cluster])[:target]
+        assert np.array_equal(got, np.flatnonzero(unlabeled)[expected])
+
+
+def test_prototypes_realigned_to_labelled_class_means():
+    k = 7
+    protos = np.eye(k)
+    # classes 0-4 are in L; their images sit next to prototypes 3, 0, 4, 1, 6 (not their own)
+    near = [3, 0, 4, 1, 6]
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 3)
+    images = protos[np.repeat(near, 3)] + 0.05 * rng.normal(size=(15, k))
+    images[:, 5] += 0.2  # the mean of L leans to prototype 5, then 2
+    images[:, 2] += 0.1
+    got = realigned_prototypes(protos, images, labels)
+    # classes 5 and 6, absent from L, take the free prototypes 2 and 5 by similarity to the mean
+    assert np.array_equal(got, protos[[3, 0, 4, 1, 6, 5, 2]])
+    # fewer than five classes in L: unchanged
+    assert realigned_prototypes(protos, images[:12], labels[:12]) is protos
 
 
 def test_explicit_values_override_preset_and_variant():

@@ -8,6 +8,7 @@ that the shipped natural-language names line up with the labels the loader produ
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -376,6 +377,11 @@ def http_dir(tmp_path):
     server.server_close()
 
 
+def with_resources(monkeypatch, name, *resources):
+    """Dataset ``name`` of the registry, fetching ``resources`` instead of its own."""
+    monkeypatch.setitem(DATASETS, name, dataclasses.replace(DATASETS[name], resources=resources))
+
+
 def test_download_checks_md5_unpacks_and_is_idempotent(tmp_path, http_dir, monkeypatch):
     www, url = http_dir
     src = tmp_path / "src"
@@ -383,9 +389,8 @@ def test_download_checks_md5_unpacks_and_is_idempotent(tmp_path, http_dir, monke
     with tarfile.open(www / "256_ObjectCategories.tar", "w") as tar:
         tar.add(src / "256_ObjectCategories", arcname="256_ObjectCategories")
     md5 = hashlib.md5((www / "256_ObjectCategories.tar").read_bytes()).hexdigest()
-    info = DATASETS["caltech256"]
     resource = Resource(f"{url}/256_ObjectCategories.tar", "256_ObjectCategories.tar", md5)
-    monkeypatch.setitem(DATASETS, "caltech256", type(info)(**{**info.__dict__, "resources": (resource,)}))
+    with_resources(monkeypatch, "caltech256", resource)
     raw = tmp_path / "data" / "raw" / "caltech256"
     logs = []
     download("caltech256", raw, log=logs.append)
@@ -397,16 +402,53 @@ def test_download_checks_md5_unpacks_and_is_idempotent(tmp_path, http_dir, monke
 
     (www / "bad.tar").write_bytes(b"not the archive")
     bad = Resource(f"{url}/bad.tar", "bad.tar", md5)
-    monkeypatch.setitem(DATASETS, "caltech256", type(info)(**{**info.__dict__, "resources": (bad,)}))
+    with_resources(monkeypatch, "caltech256", bad)
     with pytest.raises(CCMAError, match="failed its md5 check"):
         download("caltech256", tmp_path / "other", log=logs.append)
     assert not (tmp_path / "other" / "bad.tar").exists()   # nothing half-written looks finished
 
 
+def test_domainnet_downloads_are_checked_against_their_md5(tmp_path, http_dir, monkeypatch):
+    www, url = http_dir
+    published = DATASETS["domainnet_real"].resources
+    assert [r.filename for r in published] == ["real.zip", "real_train.txt", "real_test.txt"]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", r.md5) for r in published)
+    (www / "real_train.txt").write_text("real/zebra/real_345_000001.jpg 344\n")   # not the official list
+    listed = published[1]
+    with_resources(monkeypatch, "domainnet_real", dataclasses.replace(listed, url=f"{url}/real_train.txt"))
+    raw = tmp_path / "raw"
+    with pytest.raises(CCMAError, match=rf"real_train.txt failed its md5 check \(expected {listed.md5}\)"):
+        download("domainnet_real", raw)
+    assert not list(raw.iterdir())
+
+
+def test_files_fetched_before_their_md5_was_known_are_checked(tmp_path, monkeypatch):
+    content = b"real/aircraft_carrier/real_001_000001.jpg 0\n"
+    known = Resource("http://127.0.0.1:9/real_train.txt", "real_train.txt", hashlib.md5(content).hexdigest(),
+                     extract=False)   # unreachable: nothing may be fetched again
+    with_resources(monkeypatch, "domainnet_real", known)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    marker = marker_path(raw, known)
+    unchecked = json.dumps({"url": known.url, "md5": None})   # what a run without the md5 recorded
+    (raw / "real_train.txt").write_bytes(content)
+    marker.write_text(unchecked)
+    logs = []
+    download("domainnet_real", raw, log=logs.append)
+    download("domainnet_real", raw, log=logs.append)
+    assert logs == ["domainnet_real: real_train.txt verified", "domainnet_real: real_train.txt already present"]
+    assert json.loads(marker.read_text())["md5"] == known.md5
+
+    (raw / "real_train.txt").write_bytes(content[:-5])   # e.g. an interrupted copy
+    marker.write_text(unchecked)
+    with pytest.raises(CCMAError, match=f"real_train.txt does not match its md5 {known.md5}; delete it and "
+                                        "run 'ccma download' again"):
+        download("domainnet_real", raw)
+
+
 def test_download_offline_is_one_line(tmp_path, monkeypatch, capsys):
-    info = DATASETS["domainnet_real"]
-    unreachable = Resource("http://127.0.0.1:9/real_train.txt", "real_train.txt", extract=False)
-    monkeypatch.setitem(DATASETS, "domainnet_real", type(info)(**{**info.__dict__, "resources": (unreachable,)}))
+    with_resources(monkeypatch, "domainnet_real",
+                   Resource("http://127.0.0.1:9/real_train.txt", "real_train.txt", extract=False))
     assert main(["download", "--data-dir", str(tmp_path), "--dataset", "domainnet_real"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1

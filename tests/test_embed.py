@@ -14,11 +14,11 @@ import zarr
 
 from ccma.cli import main
 from ccma.datasets import classnames, load_dataset
-from ccma.embed import (BACKBONES, Backbone, embed_dataset, l2_normalize, load_backbone,
-                        resolve_backbone)
+from ccma.embed import (BACKBONES, TINY_DINOV2, TINY_DINOV2_PROCESSOR, Backbone, activation_for,
+                        embed_dataset, l2_normalize, load_backbone, resolve_backbone)
 from ccma.errors import CCMAError, StoreError
 from ccma.features import check_same_rows, feature_path, prototype_path, read_features, read_prototypes
-from ccma.prototypes import TEMPLATES, check_templates, class_prototypes
+from ccma.prototypes import TEMPLATES, build_prototypes, check_templates, class_prototypes
 
 CPU = torch.device("cpu")
 
@@ -86,6 +86,60 @@ def test_tiny_models_are_seeded_and_leave_the_global_rng_alone(encoders):
     assert type(encoders["tiny-dinov2"].module).__name__ == "Dinov2Model"
 
 
+def test_activation_is_the_one_the_weights_were_trained_with():
+    quick = {"clip-vit-l-14", "clip-vit-l-14-336", "clip-vit-b-16", "clip-vit-b-32"}   # OpenAI's CLIP
+    for b in BACKBONES.values():
+        if b.has_text:
+            assert activation_for(b.model, b.pretrained) == ("quick_gelu" if b.name in quick else "gelu"), b.name
+    assert activation_for("ViT-B-32", "laion400m_e31") == "quick_gelu"   # LAION weights trained with QuickGELU
+    assert activation_for("ViT-B-32", "laion2b_s34b_b79k") == "gelu"
+    assert activation_for("ViT-B-32-quickgelu", None) == "quick_gelu"    # random init: the config's own
+    assert activation_for("ViT-B-32", None) == "gelu"
+
+
+def test_open_clip_models_are_built_with_that_activation(monkeypatch):
+    import open_clip
+    from open_clip.transformer import QuickGELU
+
+    build = open_clip.create_model_and_transforms
+    monkeypatch.setattr("ccma.embed.fetch_weights", lambda backbone: None)
+    # offline: the architecture load_backbone asks for, without loading the weights
+    monkeypatch.setattr(open_clip, "create_model_and_transforms",
+                        lambda model, pretrained=None, **kw: build(model, pretrained=None, **kw))
+    laion = resolve_backbone("b32-laion", open_clip_model="ViT-B-32", pretrained="laion2b_s34b_b79k")
+    for backbone, act, cls in ((BACKBONES["clip-vit-b-32"], "quick_gelu", QuickGELU),
+                               (laion, "gelu", torch.nn.GELU)):
+        enc = load_backbone(backbone, CPU)
+        for tower in (enc.module.visual, enc.module.transformer):
+            assert {type(m) for m in tower.modules() if isinstance(m, (QuickGELU, torch.nn.GELU))} == {cls}
+        assert enc.activation == enc.attrs()["activation"] == act
+
+
+def test_hf_model_must_be_a_dinov2_checkpoint(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model, ViTConfig
+
+    vit, dino = tmp_path / "vit", tmp_path / "dino"
+    ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+              image_size=32, patch_size=8).save_pretrained(vit)
+    saved = Dinov2Model(Dinov2Config(**TINY_DINOV2))
+    saved.save_pretrained(dino)
+    BitImageProcessor(**TINY_DINOV2_PROCESSOR).save_pretrained(dino)
+    hub = {"someone/vit-tiny": vit, "someone/dinov2-tiny": dino}
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, allow_patterns: str(hub[repo]))
+    capsys.readouterr()   # save_pretrained's progress bar
+
+    code = main(["embed", "--data-dir", str(tmp_path), "--dataset", "digits", "--backbone", "vit-tiny",
+                 "--hf-model", "someone/vit-tiny", "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "error: --hf-model: someone/vit-tiny is a 'vit' model, not DINOv2" in err
+    enc = load_backbone(resolve_backbone("dinov2-tiny", hf_model="someone/dinov2-tiny"), CPU)
+    assert type(enc.module).__name__ == "Dinov2Model" and enc.dim == 32 and enc.activation is None
+    for a, b in zip(enc.module.state_dict().values(), saved.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_dinov2_feature_is_the_pooled_cls_token(encoders, digits):
     enc = encoders["tiny-dinov2"]
     pixels = torch.stack([enc.preprocess(digits.test.images[i]) for i in range(4)])
@@ -107,6 +161,7 @@ def test_digits_stores_are_valid_and_row_aligned(digits_dir, digits, encoders):
     assert np.array_equal(teacher.test.labels, digits.test.labels)
     a = teacher.attrs
     assert (a["library"], a["model"], a["pretrained"], a["precision"]) == ("open_clip", "ccma-tiny-clip", None, "float32")
+    assert a["activation"] == "gelu" and student.attrs["activation"] is None
     assert set(a["versions"]) >= {"torch", "open_clip", "transformers"} and "Normalize" in a["preprocess"]
     assert a["classnames"] == classnames("digits") and a["complete"] is True
     assert student.attrs["model"] == "Dinov2Config(tiny)" and "BitImageProcessor" in student.attrs["preprocess"]
@@ -126,6 +181,7 @@ def test_digits_prototypes_follow_spec(digits_dir, encoders):
     protos = read_prototypes(prototype_path(digits_dir, "digits", "tiny-clip"))
     assert protos.classnames == classnames("digits") and protos.templates == list(TEMPLATES)
     assert protos.attrs["backbone"] == "tiny-clip" and protos.prototypes.shape == (10, 32)
+    assert protos.attrs["activation"] == "gelu"
     enc = encoders["tiny-clip"]
     tokenizer = enc.tokenizer
     for c in (0, 9):   # SPEC 2, class by class: normalise each prompt, average, normalise
@@ -200,6 +256,68 @@ def test_killed_embedding_resumes_to_an_identical_store(tmp_path, digits, encode
     for name in ("train/embeddings", "train/labels", "test/embeddings", "test/labels"):
         assert np.array_equal(a[name][...], b[name][...])
     assert read_features(resumed).train.embeddings.shape == (150, 32)
+
+
+KILLED_CREATION = """
+import dataclasses, os, signal, sys
+import numpy as np, torch, zarr
+from ccma.datasets import load_dataset
+from ccma.embed import BACKBONES, embed_dataset, load_backbone
+
+digits = load_dataset("digits", "unused")
+small = dataclasses.replace(digits, train=digits.train.subset(np.arange(30)),
+                            test=digits.test.subset(np.arange(10)))
+create, calls = zarr.Group.create_array, [0]
+
+def dies(self, *args, **kwargs):   # SIGKILL while the store's arrays are being created
+    calls[0] += 1
+    if calls[0] == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return create(self, *args, **kwargs)
+
+zarr.Group.create_array = dies
+embed_dataset(sys.argv[1], small, load_backbone(BACKBONES["tiny-dinov2"], torch.device("cpu")),
+              batch_size=16, chunk_rows=16, workers=0, progress=False)
+"""
+
+
+def test_embedding_killed_while_creating_its_store_reruns(tmp_path, digits, encoders, monkeypatch):
+    """Killed between two arrays of the store's creation, the same command then embeds (it
+    refused the half-made store forever), and no temporary is left. (tests/test_stores.py
+    covers the other states a cut-short creation left.)"""
+    import subprocess
+    import sys
+    import time
+
+    from ccma import atomic
+
+    job = subprocess.run([sys.executable, "-c", KILLED_CREATION, str(tmp_path / "b"), "3"],
+                         capture_output=True)
+    assert job.returncode == -9, job.stderr.decode()[-2000:]
+    monkeypatch.setattr(atomic, "STARTED", time.time())  # a rerun starts after the kill
+    small, kw = subset(digits, 30, 10), dict(batch_size=16, chunk_rows=16, workers=0, progress=False)
+    resumed = read_features(embed_dataset(tmp_path / "b", small, encoders["tiny-dinov2"], **kw))
+    whole = read_features(embed_dataset(tmp_path / "a", small, encoders["tiny-dinov2"], **kw))
+    assert resumed.attrs == whole.attrs
+    assert np.array_equal(resumed.train.embeddings, whole.train.embeddings)
+    assert np.array_equal(resumed.test.labels, whole.test.labels)
+    assert [p.name for p in resumed.path.parent.iterdir()] == ["tiny-dinov2.zarr"]
+
+
+def test_stores_refuse_an_encoder_with_the_other_activation(tmp_path, digits, encoders):
+    import dataclasses
+
+    small = subset(digits, 20, 10)
+    enc = encoders["tiny-clip"]
+    kw = dict(batch_size=16, chunk_rows=16, workers=0, progress=False)
+    embed_dataset(tmp_path, small, enc, **kw)
+    other = dataclasses.replace(enc, activation="quick_gelu")
+    with pytest.raises(StoreError, match=r"tiny-clip.zarr: was started with a different 'activation' "
+                                         r"\('gelu', now 'quick_gelu'\); delete it to re-embed"):
+        embed_dataset(tmp_path, small, other, **kw)
+    with pytest.raises(CCMAError, match="image features come from activation='gelu' but the text tower is "
+                                        "activation='quick_gelu'"):
+        build_prototypes(tmp_path, "digits", other)
 
 
 # ------------------------------------------------------------------ offline

@@ -88,3 +88,14 @@ def test_per_second():
     np.testing.assert_allclose(metrics.per_second(0.859, 3.015), 0.859 / 3.015)
     got = metrics.per_second([0.8, 0.8, 0.8], [0.0, np.nan, 2.0])
     assert np.isnan(got[0]) and np.isnan(got[1]) and got[2] == pytest.approx(0.4)
+
+
+def test_paired_difference_by_hand():
+    # differences 0.1, 0.3, 0.2: mean 0.2, sd 0.1, t(0.975, 2) = 4.302652729911275
+    mean, lo, hi = metrics.paired_difference([0.6, 0.8, 0.7], [0.5, 0.5, 0.5])
+    half = 4.302652729911275 * 0.1 / np.sqrt(3)
+    assert mean == pytest.approx(0.2)
+    assert (lo, hi) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
+    assert np.isnan(metrics.paired_difference([1.0], [0.5])[1])
+    with pytest.raises(ValueError):
+        metrics.paired_difference([], [])

@@ -40,6 +40,10 @@ CCMA_PARAMS = {"ccma": {}, "ccma-reference-code": {"preset": "reference-code"},
                "ccma-kappa5": {"kappa": 5.0}, "ccma-tau0.1": {"tau": 0.1}}
 
 
+# Every fake run queries the same rows unless shifted here: ccma-V4 is then the V1 run again.
+QUERY_SHIFT = {"ccma-V3": 1000}
+
+
 def _params(run: str) -> tuple[str, dict]:
     if run.startswith("ccma"):
         return "ccma", get_strategy("ccma").effective(CCMA_PARAMS[run])
@@ -55,13 +59,14 @@ def write_fake_run(data_dir, dataset, run, seed, curve, budget, zero_shot, fallb
     for t, acc in enumerate(curve, start=1):
         last = t == len(curve)
         ccma = base == "ccma"
-        diag = {c: (0.1 * t + 0.01 * seed if ccma else None) for c in record.DIAGNOSTIC_COLUMNS}
+        diag = {c: (0.1 * t + 0.01 * seed if ccma else None)
+                for c in record.DIAGNOSTIC_COLUMNS + record.CANDIDATE_COLUMNS}
         rows.append({
             "dataset": dataset, "strategy": run, "preset": params.get("preset"),
             "variant": params.get("variant"), "params_hash": f"h{seed}", "seed": seed,
             "round": t, "n_labeled": budget * t, "accuracy": round(acc + OFFSET[seed], 6),
             "train_seconds": 0.25 * t, "query_seconds": None if last else QUERY_SECONDS[run],
-            "queried": [] if last else list(range(budget * t, budget * (t + 1))),
+            "queried": [] if last else [QUERY_SHIFT.get(run, 0) + q for q in range(budget * t, budget * (t + 1))],
             "teacher_zero_shot_accuracy": zero_shot, **diag,
             "fallback": "initial batch: drawn at random" if t == fallback_round else None,
         })
@@ -171,6 +176,9 @@ def test_cross_dataset_rank_table_and_ablation(built):
     assert v3["time_per_round_s"] == pytest.approx(0.4)
     assert v3["aulc_per_second"] == pytest.approx(v3["aulc_mean"] / 0.4, rel=1e-5)
     assert "| V3 |" in (results / "ablation.md").read_text()
+    # V4 selected exactly V1's points on every seed: marked, not presented as a result
+    assert ab.set_index("variant")["same_as"].fillna("").to_dict() == {"V1": "", "V3": "", "V4": "V1"}
+    assert "| V4 (identical to V1: same selections) |" in (results / "ablation.md").read_text()
 
 
 def test_sensitivity_families_are_detected_from_the_parameters(built):

@@ -103,3 +103,23 @@ def test_tiny_teacher_tail_does_not_underflow():
     s = ccma_scores(log_pt, log_ps, sets, sets)  # U = {1}: both renormalise to (0, 1)
     assert s.js[0] == pytest.approx(0.0, abs=1e-12)
     assert np.isfinite(s.u).all()
+
+
+def test_score_choices_isolate_each_term():
+    pt = np.array([[0.6, 0.3, 0.1], [0.05, 0.05, 0.9]])
+    ps = np.array([[0.2, 0.2, 0.6], [0.1, 0.8, 0.1]])
+    st = np.array([[True, True, False], [False, True, True]])
+    ss = np.array([[True, False, True], [False, True, False]])
+    gated = ccma_scores(logp(pt), logp(ps), st, ss)
+    only_h = ccma_scores(logp(pt), logp(ps), st, ss, score="entropy")
+    only_js = ccma_scores(logp(pt), logp(ps), st, ss, score="js")
+    assert np.allclose(only_h.u, [H(ps[0]), H(ps[1])])
+    assert np.array_equal(only_js.u, gated.js)
+    assert np.allclose(gated.u, gated.gate * gated.js + (1 - gated.gate) * only_h.u)
+    # |C_T ∩ C_S| as a count beside the ratio: {0} of {0, 1, 2}; {1} of {1, 2}
+    assert gated.overlap_count.tolist() == [1.0, 1.0]
+    assert gated.overlap.tolist() == [1 / 3, 1 / 2]
+    summary = gated.summary()
+    assert summary["overlap_count"] == 1.0 and summary["entropy_mean"] == pytest.approx(np.mean(only_h.u))
+    with pytest.raises(ValueError, match="unknown score"):
+        ccma_scores(logp(pt), logp(ps), st, ss, score="gate")

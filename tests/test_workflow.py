@@ -37,6 +37,9 @@ RUNS_ON_DIGITS = {  # the small configuration's runs, named as ccma.loop.run_nam
     "coreset", "typiclust", "probcover", "uherding",
     "ccma", "ccma-reference-code", "ccma-V3", "ccma-kappa5", "ccma-tau0.1",
 }
+# Directories with a space in their names: every path must reach `ccma` as one argument.
+SPACED = {"data_dir": "data/with space", "results_dir": "results/with space"}
+CHECK = "check-params"  # dvc.yaml's first stage; every other stage reads its output
 AGGREGATE = {"results/report.md", "results/report.html", "results/metrics.json",
              "results/labels_to_target.csv", "results/digits/summary.csv", "results/digits/curves.csv"}
 
@@ -52,7 +55,8 @@ def small_config() -> dict:
     c["datasets"] = {"download": [], "local": ["digits"]}
     c["synthetic"] = {"syn": {"regime": "mismatch", "scale": "small", "n-classes": 5, "n-train": 300,
                               "n-test": 100, "teacher-dim": 16, "student-dim": 24}}
-    c["backbones"] = {"teacher": "tiny-clip", "student": "tiny-dinov2"}
+    # tiny-clip is the only random tiny CLIP, so the reference-code runs read the teacher's store
+    c["backbones"] = {"teacher": "tiny-clip", "student": "tiny-dinov2", "reference-code-teacher": "tiny-clip"}
     c["embed"]["device"] = "cpu"
     c["al"] = {"datasets": ["digits"], "seeds": [1], "rounds": 2, "budget": 0, "init": "random"}
     c["student"].update({"max-epochs": 30, "device": "cpu"})
@@ -98,13 +102,39 @@ def dvc(project, *args, **kw):
     return run([BIN / "dvc", *args], project, **kw)
 
 
-def planned(project) -> dict[str, str]:
-    """Snakemake's plan after a full run: output file -> rule, for outputs it would update."""
+def jobs(project) -> dict[str, dict]:
+    """Snakemake's plan, run nothing: output file -> its row of --detailed-summary (rule,
+    input-file(s), shellcmd, plan, ...), for every job of the default target."""
     table = snakemake(project, "--detailed-summary").stdout.splitlines()
     header = table[0].split("\t")
     rows = [dict(zip(header, line.split("\t"))) for line in table[1:] if line.strip()]
     assert rows, "empty summary"
-    return {r["output_file"]: r["rule"] for r in rows if r["plan"] != "no update"}
+    return {r["output_file"]: r for r in rows}
+
+
+def dry_run(project) -> dict[str, dict]:
+    """``snakemake -n -p`` on a project with nothing built: output file -> its job's rule,
+    input files and shell command, for every job it would run."""
+    out = snakemake(project, "-n", "-p").stdout
+    found = {}
+    for block in out.split("\n\n"):
+        lines = block.splitlines()
+        head = next((i for i, line in enumerate(lines) if re.match(r"^(local)?rule \w+:$", line)), None)
+        if head is None:
+            continue
+        fields = dict(line.strip().split(": ", 1) for line in lines[head + 1:] if ": " in line)
+        if "output" not in fields:  # the target rule `all`
+            continue
+        job = {"rule": lines[head].split()[-1].rstrip(":"), "inputs": fields.get("input", "").split(", "),
+               "shellcmd": fields["Shell command"]}
+        found.update(dict.fromkeys(fields["output"].split(", "), job))
+    assert found, out[-2000:]
+    return found
+
+
+def planned(project) -> dict[str, str]:
+    """Snakemake's plan after a full run: output file -> rule, for outputs it would update."""
+    return {out: r["rule"] for out, r in jobs(project).items() if r["plan"] != "no update"}
 
 
 def run_outputs(names) -> set[str]:
@@ -158,15 +188,32 @@ def test_shipped_configurations_are_valid(config):
 
 
 def test_paper_experiment():
+    from ccma.acquisition import PRESET_TEACHERS
+
     c = paper()
     assert c["datasets"]["download"] == ["cifar100", "food101", "domainnet_real", "caltech101", "caltech256"]
     assert c["al"]["seeds"] == [1, 10, 100, 1000, 10000] and c["al"]["rounds"] == 20
     assert c["al"]["budget"] == 0  # b = K
     assert (c["ccma"]["kappa"], c["ccma"]["k-teacher"], c["ccma"]["k-student"], c["ccma"]["tau"]) == (20, 3, 5, 0.01)
     assert (c["backbones"]["teacher"], c["backbones"]["student"]) == ("clip-vit-l-14", "dinov2-large")
+    # the authors' teacher, as `ccma run --preset reference-code` picks it
+    assert c["backbones"]["reference-code-teacher"] == PRESET_TEACHERS["reference-code"] == "clip-vit-g-14"
     names = {r.name for r in plan.al_runs(c) if r.dataset == "cifar100"}
     assert len([r for r in plan.al_runs(c) if r.dataset == "food101"]) == 14  # 12 baselines, ccma, preset
     assert {"ccma", "ccma-reference-code", "ccma-V2", "ccma-V5", "random", "uherding"} <= names
+
+
+def test_reference_code_runs_read_their_teacher():
+    c = edit(small_config(), "backbones.reference-code-teacher", "clip-vit-g-14")
+    c["al"]["datasets"] = ["digits", "syn"]
+    teachers = {(r.dataset, r.name): r.teacher for r in plan.al_runs(c)}
+    assert teachers["digits", "ccma-reference-code"] == "clip-vit-g-14"
+    assert teachers["syn", "ccma-reference-code"] == "tiny-clip"  # its one generated teacher
+    assert {t for (_, name), t in teachers.items() if name != "ccma-reference-code"} == {"tiny-clip"}
+    assert plan.reference_stores(c) == [("digits", "clip-vit-g-14")]
+    # nothing more to embed without the preset, or with the teacher's own store
+    assert plan.reference_stores(edit(c, "ccma.presets", [])) == []
+    assert plan.reference_stores(edit(c, "backbones.reference-code-teacher", "tiny-clip")) == []
 
 
 def test_strategy_options_match_the_registry():
@@ -218,6 +265,8 @@ def test_sources_follow_imports():
     ("ablation.datasets", ["cifar10"], "params.yaml: ablation.datasets: 'cifar10' is neither in datasets"),
     ("sensitivity.datasets", ["syn"], "params.yaml: sensitivity.datasets: 'syn' is not in al.datasets"),
     ("datasets.local", ["digits", "digits"], "params.yaml: datasets.local: ['digits', 'digits'] has non-unique"),
+    ("backbones.reference-code-teacher", "tiny-dinov2",
+     "params.yaml: backbones.reference-code-teacher: must differ from backbones.student"),
 ])
 def test_config_errors_name_the_key(dotted, value, message):
     config = small_config()
@@ -338,6 +387,7 @@ def dvc_built(built, tmp_path_factory):
     project = tmp_path_factory.mktemp("dvc") / "project"
     shutil.copytree(built, project, symlinks=True)
     dvc(project, "init", "--no-scm", "-q")
+    dvc(project, "repro", "--single-item", CHECK, "-q")  # the one output Snakemake does not write
     dvc(project, "commit", "--force", "-q")
     assert _dvc_changed(project) == set()
     return project
@@ -390,11 +440,12 @@ def _dvc_changed(project) -> set[str]:
 
 
 def _dvc_planned_outs(project) -> set[str]:
-    """Outputs of the stages `dvc status` reports changed and of every stage downstream."""
+    """Outputs of the stages `dvc status` reports changed and of every stage downstream
+    (check-params aside: a valid params.yaml gives the same file)."""
     import networkx as nx
     from dvc.repo import Repo
 
-    changed = _dvc_changed(project)
+    changed = _dvc_changed(project) - {CHECK}  # it rewrites the same file: nothing follows from it
     with Repo(str(project)) as repo:
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
         by_name = {stage.name: stage for stage in graph.nodes}
@@ -411,8 +462,8 @@ def _dvc_planned_outs(project) -> set[str]:
 ])
 def test_selective_recompute_dvc(dvc_built, dotted, value, runs):
     """The same after `dvc commit` recorded the full run: `dvc status` names the changed
-    stages; they and every stage downstream of them (the aggregation) are what `dvc repro`
-    reruns."""
+    stages (and check-params, which reruns on any change of params.yaml); they and every
+    stage downstream of them (the aggregation) are what `dvc repro` reruns."""
     original = (dvc_built / "params.yaml").read_text()
     try:
         write_config(dvc_built, edit(yaml.safe_load(original), dotted, value))
@@ -422,7 +473,8 @@ def test_selective_recompute_dvc(dvc_built, dotted, value, runs):
     finally:
         (dvc_built / "params.yaml").write_text(original)
     assert outs == run_outputs(runs) | {"results"}
-    assert len(changed) == len(runs) and all(name.startswith("al-") for name in changed)
+    assert CHECK in changed
+    assert len(changed) == len(runs) + 1 and all(name.startswith("al-") for name in changed - {CHECK})
     assert set(re.findall(r"Running stage '([^']+)'", dry)) == changed
 
 
@@ -438,27 +490,94 @@ def _ccma_args(cmd: str):
     return args
 
 
-@pytest.mark.workflow
-def test_dvc_mirrors_the_snakefile(dvc_built):
-    """Every DVC stage writes the outputs of a Snakemake job with the same command."""
+def _assert_dvc_mirrors(project, jobs: dict[str, dict], same_inputs: bool = False) -> None:
+    """Every DVC stage after check-params reads check-params' output and writes the outputs
+    of a Snakemake job (``jobs``: output -> job) with the same command, in which the data
+    directory is one argument, and, with ``same_inputs``, from the same files (the
+    aggregation aside: DVC reads the runs directory; the variant matrix cannot leave the
+    clustering out of V2, V3 and V5); together they write the same files."""
+    from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
 
-    table = snakemake(dvc_built, "--detailed-summary").stdout.splitlines()
-    header = table[0].split("\t")
-    jobs = {row["output_file"]: row for row in (dict(zip(header, line.split("\t"))) for line in table[1:])}
-    with Repo(str(dvc_built)) as repo:
-        stages = list(repo.index.stages)
+    config = yaml.safe_load((project / "params.yaml").read_text())
+    data, results = config["data_dir"], config["results_dir"]
+    rel = lambda item: os.path.relpath(str(item.fs_path), project)  # noqa: E731
+    with Repo(str(project)) as repo:
+        stages = [stage for stage in repo.index.stages if stage.name != CHECK]
+        checked = {rel(out) for stage in repo.index.stages if stage.name == CHECK for out in stage.outs}
+    assert checked == {f"{data}/params.checked"}
     outs_seen = set()
     for stage in stages:
-        outs = [os.path.relpath(str(out.fs_path), dvc_built) for out in stage.outs]
+        outs = [rel(out) for out in stage.outs]
         outs_seen |= set(outs)
-        if stage.name == "aggregate":
-            job = jobs["results/report.md"]
-        else:
-            job = jobs[outs[0]]
-        assert _ccma_args(stage.cmd) == _ccma_args(job["shellcmd"]), stage.name
-    snakemake_outs = {o for o in jobs if not o.startswith("results/")}
-    assert snakemake_outs == outs_seen - {"results"}
+        job = jobs[f"{results}/report.md" if stage.name == "aggregate" else outs[0]]
+        args = _ccma_args(stage.cmd)
+        assert args == _ccma_args(job["shellcmd"]) and args["data_dir"] == data, stage.name
+        deps = {rel(dep) for dep in stage.deps if not isinstance(dep, ParamsDependency)}
+        assert checked <= deps, stage.name
+        if same_inputs and stage.name != "aggregate":
+            differ = (deps - checked) ^ (set(job["inputs"]) - {""})
+            if stage.name.startswith("al-ccma-variant@"):
+                differ = {d for d in differ if not d.startswith(f"{data}/clusters/")}
+            assert not differ, stage.name
+    assert {o for o in jobs if not o.startswith(f"{results}/")} == outs_seen - {results}
+
+
+@pytest.mark.workflow
+def test_dvc_mirrors_the_snakefile(dvc_built):
+    _assert_dvc_mirrors(dvc_built, jobs(dvc_built))
+
+
+def reference_config(*al_datasets: str) -> dict:
+    """The small configuration with the authors' teacher for the reference-code runs (only
+    planned: nothing loads its weights) and ``al_datasets`` as the AL datasets, under
+    directories with a space in their names."""
+    c = {**edit(small_config(), "backbones.reference-code-teacher", "clip-vit-g-14"), **SPACED}
+    c["al"]["datasets"] = list(al_datasets)
+    return c
+
+
+def test_paths_with_a_space_stay_one_argument(tmp_path):
+    """Every planned command passes the data and results directories and its log file as one
+    word each (unquoted, `ccma` rejected `space/...` and the shell wrote a file `data/with`)."""
+    data, results = SPACED["data_dir"], SPACED["results_dir"]
+    planned_jobs = dry_run(make_project(tmp_path / "p", reference_config("digits")))
+    for out, job in planned_jobs.items():
+        args = _ccma_args(job["shellcmd"])
+        assert args["data_dir"] == data, out
+        assert args.get("results_dir", results) == results, out
+        words = shlex.split(job["shellcmd"])
+        assert words[-3] == ">" and words[-2].startswith(f"{data}/logs/") and words[-1] == "2>&1", out
+    assert f"{results}/report.md" in planned_jobs
+
+
+def test_dry_run_plans_the_reference_code_teacher(tmp_path):
+    """reference-code on an image dataset reads clip-vit-g-14's stores, which the plan embeds
+    and gives prototypes; on a synthetic dataset it keeps the one generated teacher."""
+    planned_jobs = dry_run(make_project(tmp_path / "p", reference_config("digits", "syn")))
+    args = lambda out: _ccma_args(planned_jobs[out]["shellcmd"])  # noqa: E731
+    data = SPACED["data_dir"]
+    embed, protos = f"{data}/features/digits/clip-vit-g-14.zarr", f"{data}/prototypes/digits/clip-vit-g-14.zarr"
+    assert planned_jobs[embed]["rule"] == "embed" and args(embed)["backbone"] == "clip-vit-g-14"
+    assert planned_jobs[protos]["rule"] == "prototypes" and args(protos)["backbone"] == "clip-vit-g-14"
+    assert planned_jobs[protos]["inputs"][0] == embed
+    reference = data + "/runs/{}/ccma-reference-code/seed1.parquet"
+    assert args(reference.format("digits"))["teacher_backbone"] == "clip-vit-g-14"
+    assert {embed, protos} <= set(planned_jobs[reference.format("digits")]["inputs"])
+    assert args(reference.format("syn"))["teacher_backbone"] == "tiny-clip"
+    assert args(f"{data}/runs/digits/ccma/seed1.parquet")["teacher_backbone"] == "tiny-clip"
+    # the one extra store pair: none for the synthetic dataset
+    assert {o for o in planned_jobs if "clip-vit-g-14" in o} == {embed, protos}
+
+
+def test_dvc_mirrors_the_snakefile_with_the_reference_code_teacher(tmp_path):
+    """dvc.yaml plans what `snakemake -n` plans, reference-code teacher stores included (DVC
+    cannot tell synthetic datasets apart, so only image datasets are AL datasets here)."""
+    project = make_project(tmp_path / "p", reference_config("digits"))
+    dvc(project, "init", "--no-scm", "-q")
+    planned_jobs = dry_run(project)
+    assert f"{SPACED['data_dir']}/prototypes/digits/clip-vit-g-14.zarr" in planned_jobs
+    _assert_dvc_mirrors(project, planned_jobs, same_inputs=True)
 
 
 @pytest.mark.workflow

@@ -35,7 +35,7 @@ __all__ = ["DATASETS", "DatasetInfo", "LoadedDataset", "Resource", "Split", "cla
 class Resource:
     """One file ``ccma download`` fetches into ``raw/{dataset}/``.
 
-    ``md5`` where the source publishes one (None otherwise); ``extract`` unpacks the archive
+    ``md5`` the checksum the file must match (None: not checked); ``extract`` unpacks the archive
     there; ``inner`` names an archive inside it to unpack as well (Caltech-101 ships a zip
     of tarballs).
     """
@@ -78,15 +78,16 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
                 "256_ObjectCategories/NNN.{class}/NNN_NNNN.jpg",
                 (Resource("https://data.caltech.edu/records/nyy15-4j048/files/256_ObjectCategories.tar",
                           "256_ObjectCategories.tar", "67b4f42ca05d46448c6bb8ecd2220f6d"),)),
-    # the cleaned DomainNet release (http://ai.bu.edu/M3SDA/); no checksums are published
+    # the cleaned DomainNet release (http://ai.bu.edu/M3SDA/); its site publishes no checksums,
+    # these MD5s are the ones independent public loaders of the same files agree on
     DatasetInfo("domainnet_real", 345, loaders.load_domainnet_real,
                 "real.zip (not extracted), real_train.txt, real_test.txt",
                 (Resource("http://csr.bu.edu/ftp/visda/2019/multi-source/real.zip", "real.zip",
-                          extract=False),
+                          "dcc47055e8935767784b7162e7c7cca6", extract=False),
                  Resource("http://csr.bu.edu/ftp/visda/2019/multi-source/domainnet/txt/real_train.txt",
-                          "real_train.txt", extract=False),
+                          "real_train.txt", "8ebf02c2075fadd564705f0dc7cd6291", extract=False),
                  Resource("http://csr.bu.edu/ftp/visda/2019/multi-source/domainnet/txt/real_test.txt",
-                          "real_test.txt", extract=False))),
+                          "real_test.txt", "6098816791c3ebed543c71ffa11b9054", extract=False))),
     DatasetInfo("digits", 10, loaders.load_digits, "nothing (bundled with scikit-learn)"),
     DatasetInfo("imagefolder", None, loaders.load_imagefolder,
                 "{class}/*.jpg (or train/{class}/ and test/{class}/), optional classnames.txt"),

@@ -1,6 +1,7 @@
 # One active-learning run per (dataset, run, seed) (SPEC 1, 13). The run table, with every
-# option each run gets, comes from ccma_plan.al_runs: baselines, ccma, its presets, the
-# ablation variants and the kappa/tau sensitivity runs. A killed run resumes from its last
+# option and the teacher each run gets, comes from ccma_plan.al_runs: baselines, ccma, its
+# presets (reference-code reads backbones.reference-code-teacher's stores on image datasets),
+# the ablation variants and the kappa/tau sensitivity runs. A killed run resumes from its last
 # finished round (the .partial.parquet beside the output is not an output, so it survives).
 
 
@@ -11,7 +12,7 @@ rule al:
         run_file("{dataset}", "{run}", "{seed}"),
     params:
         data_dir=up(3),
-        teacher=TEACHER,
+        teacher=lambda wildcards: RUNS[wildcards.dataset, wildcards.run].teacher,
         student=STUDENT,
         strategy=lambda wildcards: RUNS[wildcards.dataset, wildcards.run].strategy,
         protocol=plan.protocol(config),
@@ -31,7 +32,7 @@ rule al:
     conda:
         "../envs/al.yaml"
     shell:
-        PIN + "ccma run --data-dir {params.data_dir} --dataset {wildcards.dataset} "
+        PIN + "ccma run --data-dir {params.data_dir:q} --dataset {wildcards.dataset} "
         "--teacher-backbone {params.teacher} --student-backbone {params.student} "
         "--strategy {params.strategy} --seed {wildcards.seed} {params.protocol} "
-        "{params.training} {params.options} > {log} 2>&1"
+        "{params.training} {params.options} > {log:q} 2>&1"

@@ -26,7 +26,7 @@ rule clusters:
     conda:
         "../envs/al.yaml"
     shell:
-        PIN + "ccma clusters --data-dir {params.data_dir} --dataset {wildcards.dataset} "
+        PIN + "ccma clusters --data-dir {params.data_dir:q} --dataset {wildcards.dataset} "
         "--teacher-backbone {params.teacher} --student-backbone {params.student} "
         "--seed {wildcards.seed} --subpool-size {params.subpool_size} "
-        "--kmeans-iters {params.kmeans_iters} > {log} 2>&1"
+        "--kmeans-iters {params.kmeans_iters} > {log:q} 2>&1"

@@ -12,6 +12,10 @@ STUDENT = config["backbones"]["student"]
 SEEDS = config["al"]["seeds"]
 IMAGE_DATASETS = config["datasets"]["download"] + config["datasets"]["local"]
 RUNS = {(r.dataset, r.name): r for r in plan.al_runs(config)}
+# The reference-code runs' teacher stores on image datasets (when it is not TEACHER): embed
+# and prototypes build them like TEACHER's.
+REFERENCE_STORES = plan.reference_stores(config)
+TEACHERS = [TEACHER, *sorted({backbone for _, backbone in REFERENCE_STORES})]
 ROOT = Path(workflow.basedir)
 
 # torch's default thread pool spins on a shared machine: every job gets exactly its cores.
@@ -43,8 +47,8 @@ def raw_input(dataset):
     return [f"{DATA}/raw/{dataset}"] if dataset in config["datasets"]["download"] else []
 
 
-def prototypes(dataset):
-    return f"{DATA}/prototypes/{dataset}/{TEACHER}.zarr"
+def prototypes(dataset, teacher=TEACHER):
+    return f"{DATA}/prototypes/{dataset}/{teacher}.zarr"
 
 
 def run_file(dataset, run, seed):
@@ -55,19 +59,19 @@ def all_run_files():
     return [run_file(r.dataset, r.name, seed) for r in RUNS.values() for seed in SEEDS]
 
 
-def run_data(dataset):
+def run_data(dataset, teacher=TEACHER):
     """What ``ccma run`` and ``ccma clusters`` read: both stores, the prototypes, the splits."""
     return {
-        "teacher": features(dataset, TEACHER),
+        "teacher": features(dataset, teacher),
         "student": features(dataset, STUDENT),
-        "prototypes": prototypes(dataset),
+        "prototypes": prototypes(dataset, teacher),
         "splits": f"{DATA}/splits/{dataset}.npz",
     }
 
 
 def al_inputs(wildcards):
     run = RUNS[wildcards.dataset, wildcards.run]
-    inputs = run_data(wildcards.dataset)
+    inputs = run_data(wildcards.dataset, run.teacher)
     inputs["code"] = code(run.module, *plan.MODULES["run"])
     if run.kmeans_subpool:
         inputs["clusters"] = plan.cluster_file(config, wildcards.dataset, wildcards.seed)

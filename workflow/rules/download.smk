@@ -20,4 +20,4 @@ rule download:
     conda:
         "../envs/embed.yaml"
     shell:
-        "ccma download --data-dir {params.data_dir} --dataset {wildcards.dataset} > {log} 2>&1"
+        "ccma download --data-dir {params.data_dir:q} --dataset {wildcards.dataset} > {log:q} 2>&1"

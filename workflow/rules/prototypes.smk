@@ -1,23 +1,24 @@
-# Text prototypes of the teacher (SPEC 2): the class names through the CLIP text tower,
-# averaged over the templates. The command also reports the teacher's zero-shot accuracy,
-# which is why it reads the teacher's feature store. A CPU encodes the few thousand prompts
-# in minutes, so it does not queue for a GPU.
+# Text prototypes of a teacher (SPEC 2): the class names through the CLIP text tower,
+# averaged over the templates; for TEACHER and, where the reference-code runs use another
+# teacher, for that one. The command also reports the teacher's zero-shot accuracy, which is
+# why it reads the teacher's feature store. A CPU encodes the few thousand prompts in
+# minutes, so it does not queue for a GPU.
 
 
 rule prototypes:
     input:
-        teacher=features("{dataset}", TEACHER),
+        teacher=features("{dataset}", "{backbone}"),
         code=code(*plan.MODULES["prototypes"]),
     output:
-        directory(prototypes("{dataset}")),
+        directory(prototypes("{dataset}", "{backbone}")),
     params:
         data_dir=up(2),
-        teacher=TEACHER,
         device=config["embed"]["device"],
     log:
-        f"{LOGS}/prototypes/{{dataset}}.log",
+        f"{LOGS}/prototypes/{{dataset}}/{{backbone}}.log",
     wildcard_constraints:
         dataset=one_of(IMAGE_DATASETS),
+        backbone=one_of(TEACHERS),
     threads: 4
     resources:
         mem_mb=16000,
@@ -25,5 +26,5 @@ rule prototypes:
     conda:
         "../envs/embed.yaml"
     shell:
-        PIN + "ccma prototypes --data-dir {params.data_dir} --dataset {wildcards.dataset} "
-        "--backbone {params.teacher} --device {params.device} > {log} 2>&1"
+        PIN + "ccma prototypes --data-dir {params.data_dir:q} --dataset {wildcards.dataset} "
+        "--backbone {wildcards.backbone} --device {params.device} > {log:q} 2>&1"

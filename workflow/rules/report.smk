@@ -25,5 +25,5 @@ rule aggregate:
     conda:
         "../envs/report.yaml"
     shell:
-        PIN + "ccma aggregate --data-dir {params.data_dir} --results-dir {params.results_dir} "
-        "{params.options} > {log} 2>&1"
+        PIN + "ccma aggregate --data-dir {params.data_dir:q} --results-dir {params.results_dir:q} "
+        "{params.options} > {log:q} 2>&1"

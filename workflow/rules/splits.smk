@@ -22,5 +22,5 @@ rule splits:
     conda:
         "../envs/al.yaml"
     shell:
-        PIN + "ccma splits --data-dir {params.data_dir} --dataset {wildcards.dataset} "
-        "--teacher-backbone {params.teacher} {params.options} > {log} 2>&1"
+        PIN + "ccma splits --data-dir {params.data_dir:q} --dataset {wildcards.dataset} "
+        "--teacher-backbone {params.teacher} {params.options} > {log:q} 2>&1"

@@ -25,6 +25,6 @@ rule synth:
     conda:
         "../envs/al.yaml"
     shell:
-        PIN + "ccma synth --data-dir {params.data_dir} --dataset {wildcards.dataset} "
+        PIN + "ccma synth --data-dir {params.data_dir:q} --dataset {wildcards.dataset} "
         "--teacher-backbone {params.teacher} --student-backbone {params.student} "
-        "{params.options} > {log} 2>&1"
+        "{params.options} > {log:q} 2>&1"

@@ -4,9 +4,11 @@
   schema cannot express, reduced to one line naming the key.
 - ``flags``: a mapping of ``ccma`` options rendered the way DVC renders a dict in a ``cmd``
   (``--key value``, lists as several values), so both tools run the same command.
-- ``al_runs``: every active-learning run (dataset, run name, strategy, options), named as
-  ``ccma.loop.run_name`` names them: baselines by strategy, ``ccma``, ``ccma-V3``,
+- ``al_runs``: every active-learning run (dataset, run name, strategy, teacher, options),
+  named as ``ccma.loop.run_name`` names them: baselines by strategy, ``ccma``, ``ccma-V3``,
   ``ccma-reference-code``; sensitivity runs ``ccma-kappa10``, ``ccma-tau0.1`` (``--name``).
+- ``reference_stores``: the teacher stores the runs read besides ``backbones.teacher``'s (the
+  reference-code teacher's), which the embed and prototypes rules build.
 - ``sources``: the ccma modules a command's result depends on (static imports inside the
   package, followed transitively), so a code change reruns exactly the jobs it affects.
 
@@ -28,11 +30,11 @@ SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "params.schema.yaml"
 # CCMA options a preset or a variant sets (ccma.acquisition.PRESETS / VARIANTS); the workflow
 # passes them only through --preset / --variant. A test keeps this in step with the code.
 PRESET_KEYS = {"reference-code": {"nonconformity", "calibrate_on", "empty_set", "tau",
-                                  "final_selection", "recluster"}}
+                                  "final_selection", "recluster", "tau_floor", "realign_prototypes"}}
 # The options of ``ccma run`` every CCMA run of the workflow gets from the ``ccma`` section
 # (tau only where no preset sets it).
 CCMA_OPTIONS = ("kappa", "k-teacher", "k-student", "calibration", "alpha", "subpool-size",
-                "kmeans-iters", "kernel-space", "sigma")
+                "kmeans-iters", "kernel-space", "sigma", "score")
 
 # Modules that never change a result: cli.py only parses options (every option a rule relies
 # on is passed explicitly) and strategies/__init__.py only lists the strategy modules, so
@@ -95,6 +97,8 @@ def _check_references(config: dict, source: str) -> str | None:
     teacher, student = config["backbones"]["teacher"], config["backbones"]["student"]
     if teacher == student:
         return f"{source}: backbones.student: must differ from backbones.teacher ({teacher!r})"
+    if config["backbones"]["reference-code-teacher"] == student:
+        return f"{source}: backbones.reference-code-teacher: must differ from backbones.student ({student!r})"
     names = [r.name for r in al_runs(config) if r.dataset == config["al"]["datasets"][0]] if config["al"]["datasets"] else []
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -143,6 +147,7 @@ class Run:
     dataset: str
     name: str                  # the run directory under runs/{dataset}/
     strategy: str
+    teacher: str               # the teacher feature store (and prototypes) it reads
     options: dict = field(default_factory=dict, hash=False)  # ccma run options (no dataset/seed)
     kmeans_subpool: bool = False  # reads the cached k-means clustering of the pool
 
@@ -159,27 +164,45 @@ def _ccma_options(config: dict, *, preset: str = "paper", **override) -> dict:
     return opts
 
 
+def preset_teacher(config: dict, dataset: str, preset: str) -> str:
+    """The teacher store a ``preset`` run on ``dataset`` reads. reference-code uses the authors'
+    teacher (backbones.reference-code-teacher) on image datasets; a synthetic dataset has a
+    single generated teacher (ccma synth), so every run on it keeps backbones.teacher."""
+    if preset == "reference-code" and dataset not in config["synthetic"]:
+        return config["backbones"]["reference-code-teacher"]
+    return config["backbones"]["teacher"]
+
+
 def al_runs(config: dict) -> list[Run]:
     """Every AL run of the configuration, seeds aside, in a stable order."""
+    teacher = config["backbones"]["teacher"]
     runs = []
     for ds in config["al"]["datasets"]:
-        runs += [Run(ds, name, name, dict(opts)) for name, opts in config["baselines"].items()]
-        runs.append(Run(ds, "ccma", "ccma", _ccma_options(config), kmeans_subpool=True))
+        runs += [Run(ds, name, name, teacher, dict(opts)) for name, opts in config["baselines"].items()]
+        runs.append(Run(ds, "ccma", "ccma", teacher, _ccma_options(config), kmeans_subpool=True))
         for preset in config["ccma"]["presets"]:
             # the reference-code preset re-clusters every round instead of using the cache
-            runs.append(Run(ds, f"ccma-{preset}", "ccma",
+            runs.append(Run(ds, f"ccma-{preset}", "ccma", preset_teacher(config, ds, preset),
                             {"preset": preset, **_ccma_options(config, preset=preset)}))
         if ds in config["ablation"]["datasets"]:
             for variant in config["ablation"]["variants"]:
-                runs.append(Run(ds, f"ccma-{variant}", "ccma", {"variant": variant, **_ccma_options(config)},
+                runs.append(Run(ds, f"ccma-{variant}", "ccma", teacher, {"variant": variant, **_ccma_options(config)},
                                 kmeans_subpool=variant in ("V1", "V4")))
         if ds in config["sensitivity"]["datasets"]:
             for param in ("kappa", "tau"):
                 for v in config["sensitivity"][param]:
                     name = f"ccma-{param}{value(v)}"
-                    runs.append(Run(ds, name, "ccma", {**_ccma_options(config, **{param: v}), "name": name},
-                                    kmeans_subpool=True))
+                    runs.append(Run(ds, name, "ccma", teacher,
+                                    {**_ccma_options(config, **{param: v}), "name": name}, kmeans_subpool=True))
     return runs
+
+
+def reference_stores(config: dict) -> list[tuple[str, str]]:
+    """(dataset, backbone) of every teacher store the runs read other than backbones.teacher's:
+    the reference-code teacher's on image datasets, when that preset runs and its teacher
+    differs. The workflow embeds these and builds their prototypes."""
+    teacher = config["backbones"]["teacher"]
+    return sorted({(r.dataset, r.teacher) for r in al_runs(config) if r.teacher != teacher})
 
 
 def cluster_file(config: dict, dataset: str, seed) -> str:

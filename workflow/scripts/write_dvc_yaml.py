@@ -26,12 +26,25 @@ HEADER = """\
 # that script, not this file (tests/test_workflow.py checks that they agree).
 # The stages of the Snakefile for DVC, over the same params.yaml: `dvc repro` builds the same
 # files with the same `ccma` commands. Per-stage `params:` name only what the stage reads,
-# so changing kappa reruns the CCMA runs and the report and nothing else.
+# so changing kappa reruns the CCMA runs and the report and nothing else. The first stage,
+# check-params, checks params.yaml as the Snakefile does; every other stage reads its output,
+# so a bad value stops `dvc repro` before DVC deletes any output to rerun its stage.
 """
 
 D = "${data_dir}"
+# Paths in commands are single-quoted for the shell (the schema keeps quotes out of them),
+# so a data_dir with a space is one argument.
+QD = f"'{D}'"
+# Written by the first stage, check-params, and read by every other one (see
+# workflow/scripts/check_params.py).
+CHECKED = f"{D}/params.checked"
 T, S = "${backbones.teacher}", "${backbones.student}"
-BACKBONES = [T, S]
+R = "${backbones.reference-code-teacher}"
+# A matrix cannot be filtered, so unlike the Snakefile (which embeds R only for the image
+# datasets of al.datasets, and only while reference-code runs) DVC gives every image dataset
+# R's stores; when R is T, the matrix generates T's stage once.
+BACKBONES = [T, S, R]
+TEACHERS = [T, R]
 PROTOCOL = ["al.rounds", "al.budget", "al.init", "student"]
 
 
@@ -39,9 +52,9 @@ def code(*modules: str) -> list[str]:
     return plan.sources(ROOT, *modules)
 
 
-def run_data(ds: str) -> list[str]:
-    return [f"{D}/features/{ds}/{T}.zarr", f"{D}/features/{ds}/{S}.zarr",
-            f"{D}/prototypes/{ds}/{T}.zarr", f"{D}/splits/{ds}.npz"]
+def run_data(ds: str, teacher: str = T) -> list[str]:
+    return [f"{D}/features/{ds}/{teacher}.zarr", f"{D}/features/{ds}/{S}.zarr",
+            f"{D}/prototypes/{ds}/{teacher}.zarr", f"{D}/splits/{ds}.npz"]
 
 
 def cluster_file(ds: str, seed: str) -> str:
@@ -51,8 +64,8 @@ def cluster_file(ds: str, seed: str) -> str:
                                        "kmeans-iters": "${ccma.kmeans-iters}"}}, ds, seed)
 
 
-def run_cmd(strategy: str, options: str) -> str:
-    return (f"ccma run --data-dir {D} --dataset ${{item.dataset}} --teacher-backbone {T} "
+def run_cmd(strategy: str, options: str, teacher: str = T) -> str:
+    return (f"ccma run --data-dir {QD} --dataset ${{item.dataset}} --teacher-backbone {teacher} "
             f"--student-backbone {S} --strategy {strategy} --seed ${{item.seed}} "
             "--rounds ${al.rounds} --budget ${al.budget} --init ${al.init} ${student} " + options).strip()
 
@@ -70,23 +83,38 @@ def ccma_params(exclude=(), tau: bool = True) -> list[str]:
 
 
 def run_stage(matrix: dict, strategy: str, name: str, options: str, params: list[str],
-              clusters: bool) -> dict:
-    deps = run_data("${item.dataset}") + code(f"ccma.strategies.{strategy}", *plan.MODULES["run"])
+              clusters: bool, teacher: str = T) -> dict:
+    deps = run_data("${item.dataset}", teacher) + code(f"ccma.strategies.{strategy}", *plan.MODULES["run"])
     if clusters:
         deps.append(cluster_file("${item.dataset}", "${item.seed}"))
     return {
         "matrix": {**matrix, "seed": "${al.seeds}"},
-        "cmd": run_cmd(strategy, options),
+        "cmd": run_cmd(strategy, options, teacher),
         "deps": deps,
         "params": params,
         "outs": [f"{D}/runs/${{item.dataset}}/{name}/seed${{item.seed}}.parquet"],
     }
 
 
+def reads_checked(stage: dict) -> dict:
+    """``stage`` with CHECKED first among its dependencies, so that it runs only after
+    check-params passed: DVC runs a stage after the stages writing its dependencies and
+    stops at the first failure, before deleting the outputs of any later stage."""
+    if "do" in stage:
+        return {**stage, "do": reads_checked(stage["do"])}
+    out = {}
+    for key, value in stage.items():
+        if key != "deps":
+            out[key] = value
+        if key == "cmd":
+            out["deps"] = [CHECKED, *stage.get("deps", [])]
+    return out
+
+
 def stages() -> dict:
     st: dict = {}
     st["synth"] = {"foreach": "${synthetic}", "do": {
-        "cmd": f"ccma synth --data-dir {D} --dataset ${{key}} --teacher-backbone {T} "
+        "cmd": f"ccma synth --data-dir {QD} --dataset ${{key}} --teacher-backbone {T} "
                f"--student-backbone {S} ${{item}}",
         "deps": code(*plan.MODULES["synth"]),
         "params": ["synthetic.${key}"],
@@ -96,14 +124,14 @@ def stages() -> dict:
     # No code dependency (what it fetches is md5-checked); not cached (datasets are large);
     # persistent, so an interrupted download continues.
     st["download"] = {"foreach": "${datasets.download}", "do": {
-        "cmd": f"ccma download --data-dir {D} --dataset ${{item}}",
+        "cmd": f"ccma download --data-dir {QD} --dataset ${{item}}",
         "outs": [{f"{D}/raw/${{item}}": {"cache": False, "persist": True}}],
     }}
     embed_opts = ["embed.batch-size", "embed.chunk-rows", "embed.dtype", "embed.device"]
     for suffix, key, raw in (("", "download", True), ("-local", "local", False)):
         st[f"embed{suffix}"] = {
             "matrix": {"dataset": f"${{datasets.{key}}}", "backbone": BACKBONES},
-            "cmd": (f"ccma embed --data-dir {D} --dataset ${{item.dataset}} --backbone ${{item.backbone}} "
+            "cmd": (f"ccma embed --data-dir {QD} --dataset ${{item.dataset}} --backbone ${{item.backbone}} "
                     "--batch-size ${embed.batch-size} --chunk-rows ${embed.chunk-rows} "
                     "--dtype ${embed.dtype} --device ${embed.device} --no-progress"),
             "deps": ([f"{D}/raw/${{item.dataset}}"] if raw else []) + code(*plan.MODULES["embed"]),
@@ -112,14 +140,16 @@ def stages() -> dict:
             "outs": [f"{D}/features/${{item.dataset}}/${{item.backbone}}.zarr"],
         }
     for suffix, key in (("", "download"), ("-local", "local")):
-        st[f"prototypes{suffix}"] = {"foreach": f"${{datasets.{key}}}", "do": {
-            "cmd": f"ccma prototypes --data-dir {D} --dataset ${{item}} --backbone {T} --device ${{embed.device}}",
-            "deps": [f"{D}/features/${{item}}/{T}.zarr"] + code(*plan.MODULES["prototypes"]),
+        st[f"prototypes{suffix}"] = {
+            "matrix": {"dataset": f"${{datasets.{key}}}", "backbone": TEACHERS},
+            "cmd": (f"ccma prototypes --data-dir {QD} --dataset ${{item.dataset}} --backbone ${{item.backbone}} "
+                    "--device ${embed.device}"),
+            "deps": [f"{D}/features/${{item.dataset}}/${{item.backbone}}.zarr"] + code(*plan.MODULES["prototypes"]),
             "params": ["embed.device"],
-            "outs": [f"{D}/prototypes/${{item}}/{T}.zarr"],
-        }}
+            "outs": [f"{D}/prototypes/${{item.dataset}}/${{item.backbone}}.zarr"],
+        }
     st["splits"] = {"foreach": "${al.datasets}", "do": {
-        "cmd": (f"ccma splits --data-dir {D} --dataset ${{item}} --teacher-backbone {T} "
+        "cmd": (f"ccma splits --data-dir {QD} --dataset ${{item}} --teacher-backbone {T} "
                 "--calibration-per-class ${splits.calibration-per-class} --split-seed ${splits.split-seed}"),
         "deps": [f"{D}/features/${{item}}/{T}.zarr"] + code(*plan.MODULES["splits"]),
         "params": ["splits"],
@@ -127,7 +157,7 @@ def stages() -> dict:
     }}
     st["clusters"] = {
         "matrix": {"dataset": "${al.datasets}", "seed": "${al.seeds}"},
-        "cmd": (f"ccma clusters --data-dir {D} --dataset ${{item.dataset}} --teacher-backbone {T} "
+        "cmd": (f"ccma clusters --data-dir {QD} --dataset ${{item.dataset}} --teacher-backbone {T} "
                 f"--student-backbone {S} --seed ${{item.seed}} --subpool-size ${{ccma.subpool-size}} "
                 "--kmeans-iters ${ccma.kmeans-iters}"),
         "deps": run_data("${item.dataset}") + code(*plan.MODULES["clusters"]),
@@ -141,10 +171,13 @@ def stages() -> dict:
         st[f"al-{name}"] = run_stage(al, name, name, f"${{baselines.{name}}}" if has_options else "",
                                      PROTOCOL + ([f"baselines.{name}"] if has_options else []), False)
     st["al-ccma"] = run_stage(al, "ccma", "ccma", ccma_flags(), ccma_params(), True)
-    # A preset sets tau itself (plan.PRESET_KEYS), so its runs do not read ccma.tau.
+    # A preset sets tau itself (plan.PRESET_KEYS), so its runs do not read ccma.tau. The only
+    # preset, reference-code, reads R's stores; a matrix cannot tell synthetic datasets (whose
+    # runs the Snakefile gives T) from image ones, so with a synthetic dataset in al.datasets
+    # DVC needs R equal to T.
     st["al-ccma-preset"] = run_stage({**al, "preset": "${ccma.presets}"}, "ccma", "ccma-${item.preset}",
                                      "--preset ${item.preset} " + ccma_flags(tau=None),
-                                     ccma_params(tau=False), False)
+                                     ccma_params(tau=False), False, teacher=R)
     st["al-ccma-variant"] = run_stage({"dataset": "${ablation.datasets}", "variant": "${ablation.variants}"},
                                       "ccma", "ccma-${item.variant}", "--variant ${item.variant} " + ccma_flags(),
                                       ccma_params(), True)
@@ -157,12 +190,20 @@ def stages() -> dict:
                                   ccma_flags(tau="${item.tau}") + " --name ccma-tau${item.tau}",
                                   ccma_params(tau=False), True)
     st["aggregate"] = {
-        "cmd": "ccma aggregate --data-dir ${data_dir} --results-dir ${results_dir} ${report}",
+        "cmd": "ccma aggregate --data-dir '${data_dir}' --results-dir '${results_dir}' ${report}",
         "deps": [f"{D}/runs"] + code(*plan.MODULES["aggregate"]),
         "params": ["report"],
         "outs": ["${results_dir}"],
     }
-    return st
+    check = {
+        "cmd": f"python workflow/scripts/check_params.py params.yaml '{CHECKED}'",
+        "deps": ["params.yaml", "workflow/scripts/check_params.py", "workflow/scripts/ccma_plan.py",
+                 str(plan.SCHEMA.relative_to(ROOT))],
+        # a one-line file: not cached; kept when the check fails, so that `dvc status`
+        # shows nothing to rerun once params.yaml is restored
+        "outs": [{CHECKED: {"cache": False, "persist": True}}],
+    }
+    return {"check-params": check, **{name: reads_checked(stage) for name, stage in st.items()}}
 
 
 class _Dumper(yaml.SafeDumper):

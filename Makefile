@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test mutate test-slurm bench bench-quick clean-demo
+.PHONY: venv demo test mutate test-slurm test-browser bench bench-quick bench-session clean-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ clean-demo:
 	rm -rf data/demo results/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slurm" tests
+	$(BIN)/python -m pytest -m "not slurm and not browser" tests
 
 # Deliberate bugs (tools/mutations.yaml), one at a time in a copy of the tree: each must fail
 # the tests named for it. Fails, with a table, if one survives.
@@ -36,9 +36,18 @@ mutate: $(STAMP)
 test-slurm: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m slurm tests
 
+# Needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver): the
+# labelling page driven in a real browser (tests/test_session_browser.py).
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -m browser -s tests/test_session_browser.py
+
 # Query speed and memory vs scikit-activeml and baal, plus a 1M-point CCMA run (benchmarks/README.md).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/al_speed.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/al_speed.py --quick
+
+# A labelling session's next-batch latency at 50,000 images and its thumbnail page time.
+bench-session: $(STAMP)
+	$(BIN)/python benchmarks/session_latency.py

@@ -4,6 +4,7 @@ variants and the pure steps (subpool, candidates, greedy coverage, k-means selec
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -115,10 +116,13 @@ def cluster_pool(teacher_pool: np.ndarray, n_clusters: int, seed: int, niter: in
     million-point pool needs a smaller sample than the default to cluster in minutes).
     """
     if cache is not None and cache.exists():
-        with np.load(cache) as data:
-            if str(data["pool_key"]) == pool_key and int(data["n_clusters"]) == n_clusters \
-                    and len(data["assign"]) == len(teacher_pool):
-                return Clustering(data["assign"], data["dist"])
+        try:
+            with np.load(cache) as data:
+                if str(data["pool_key"]) == pool_key and int(data["n_clusters"]) == n_clusters \
+                        and len(data["assign"]) == len(teacher_pool):
+                    return Clustering(data["assign"], data["dist"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # a damaged cache is only a cache: computed again below and replaced
     _, assign, dist = kmeans(teacher_pool, n_clusters, seed=seed, niter=niter,
                              max_points_per_centroid=max_points_per_centroid)
     if cache is not None:

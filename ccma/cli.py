@@ -408,11 +408,19 @@ def cmd_fetch_weights(args) -> None:
         print(f"{backbone.name}: {where}")
 
 
+# ------------------------------------------------------------------ session
+
+def add_session(sub) -> None:
+    from .session.cli import add_session_parser
+
+    add_session_parser(sub, OneLineParser, HelpFormatter)
+
+
 # ------------------------------------------------------------------ main
 
 COMMANDS = {"synth": add_synth, "splits": add_splits, "clusters": add_clusters, "run": add_run,
             "aggregate": add_aggregate, "download": add_download, "embed": add_embed,
-            "prototypes": add_prototypes, "fetch-weights": add_fetch_weights}
+            "prototypes": add_prototypes, "fetch-weights": add_fetch_weights, "session": add_session}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

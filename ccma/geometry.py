@@ -6,17 +6,11 @@ Results do not depend on the number of CPU threads (see ``MKL_CBWR`` and ``kmean
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 
 import numpy as np
+import torch
 
-# MKL, torch's CPU BLAS, splits the inner sums of some products across threads, so their
-# roundings (and near ties downstream) change with the thread count; its strict reproducible
-# mode keeps one order. MKL reads this once, at its first call: before torch computes anything.
-os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
-
-import torch  # noqa: E402
 
 CHUNK = 4096
 # faiss computes squared distances pairwise (sum of squared differences, one query per

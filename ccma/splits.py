@@ -7,6 +7,7 @@ is a stratified hold-out drawn with a *split seed* that does not change with the
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +61,9 @@ def load_splits(path, n_train: int | None = None, n_test: int | None = None) -> 
     try:
         with np.load(path) as data:
             splits = Splits(*(data[k].astype(np.int64) for k in ("pool", "calibration", "test")))
-    except (KeyError, ValueError, OSError) as exc:
-        raise StoreError(path, f"is not a valid splits file ({exc})") from None
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise StoreError(path, f"is not a valid splits file ({type(exc).__name__}: {exc}); "
+                               "delete it and rerun `ccma splits`") from None
     if np.intersect1d(splits.pool, splits.calibration).size:
         raise StoreError(path, "pool and calibration overlap")
     for name, idx, n in (("pool", splits.pool, n_train), ("calibration", splits.calibration, n_train),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,13 +107,33 @@ class Student:
         return torch.stack([F.softmax(self.net(h, gen), dim=1) for _ in range(passes)]).cpu().numpy()
 
 
+@contextmanager
+def _one_torch_thread():
+    """torch's CPU batch norm sums batch statistics per thread, so a student trained on 2
+    threads differs in the last bits from one trained on 1 (and near ties downstream flip):
+    training on one thread keeps every result independent of the thread count."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def train_student(features: np.ndarray, labels: np.ndarray, n_classes: int,
                   config: StudentConfig, seed: int) -> Student:
     """Train a fresh student on labelled features (n, d_S) and labels (n,).
 
     AdamW; early stopping on the mean training loss of each epoch (patience, min_delta);
-    the weights of the epoch with the lowest training loss are returned.
+    the weights of the epoch with the lowest training loss are returned. On one CPU thread
+    (see ``_one_torch_thread``); the labelled set is small, so this costs little.
     """
+    with _one_torch_thread():
+        return _train(features, labels, n_classes, config, seed)
+
+
+def _train(features: np.ndarray, labels: np.ndarray, n_classes: int, config: StudentConfig,
+           seed: int) -> Student:
     device = pick_device(config.device)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     net = StudentNet(features.shape[1], n_classes, config.dropout, gen).to(device)

@@ -79,6 +79,12 @@ def test_cluster_pool_cache_is_keyed_by_pool(tmp_path):
     y = x[::-1].copy()
     c = cluster_pool(y, 10, seed=1, niter=10, cache=cache, pool_key="B")
     assert np.array_equal(c.assign, cluster_pool(y, 10, seed=1, niter=10).assign)
+    # A damaged cache (a killed copy, a full disk) is computed again and replaced.
+    cache.write_bytes(cache.read_bytes()[:100])
+    d = cluster_pool(y, 10, seed=1, niter=10, cache=cache, pool_key="B")
+    assert np.array_equal(d.assign, c.assign)
+    with np.load(cache) as data:
+        assert np.array_equal(data["assign"], c.assign)
 
 
 def _diff(a: CCMAParams, b: CCMAParams) -> dict:

@@ -143,3 +143,15 @@ def test_damaged_stores_stop_run_and_splits_in_one_line(tmp_synth_dir, capsys):
                           "corrupt chunk (RuntimeError: Zstd decompression error"), err
     assert err.endswith("; delete the store and rerun the `ccma synth --dataset syn --regime mismatch` that wrote it")
     assert not (tmp_synth_dir / "runs").exists()
+
+
+def test_damaged_splits_file_names_itself_and_the_remedy(tmp_path):
+    from ccma.errors import CCMAError
+    from ccma.splits import load_splits
+
+    path = tmp_path / "syn.npz"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CCMAError) as err:
+        load_splits(path)
+    message = str(err.value)
+    assert str(path) in message and "rerun `ccma splits`" in message and "\n" not in message

@@ -182,6 +182,26 @@ def test_schema_requires_and_describes_every_key():
         "prototype-noise", "prototype-offset", "dtype")} | {"baselines.probcover.probcover-delta"}
 
 
+def _mappings(node, where=""):
+    """(dotted key path, mapping) for ``node`` and every mapping inside it."""
+    if isinstance(node, dict):
+        yield where, node
+        for key, sub in node.items():
+            yield from _mappings(sub, f"{where}{key}.")
+
+
+def test_unknown_keys_are_errors_at_every_level():
+    """A key the schema does not name is an error wherever it is (in the synthetic section,
+    where the keys are dataset names, an entry that is not a dataset's options)."""
+    config = small_config()
+    for where, _ in _mappings(config):
+        bad = edit(config, f"{where}colour", "red")
+        error = plan.check_config(bad, "params.yaml")
+        assert error is not None and error.startswith(f"params.yaml: {where}colour: "), (where, error)
+        if where != "synthetic.":
+            assert error.endswith("unknown key (see params.schema.yaml)"), error
+
+
 @pytest.mark.parametrize("config", ["params.yaml", "config/demo.yaml"])
 def test_shipped_configurations_are_valid(config):
     assert plan.check_config(yaml.safe_load((ROOT / config).read_text()), config) is None
@@ -288,6 +308,27 @@ def test_bad_key_stops_the_snakefile_before_any_job(tmp_path):
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert proc.returncode != 0
     assert lines == ["params.yaml: ccma.kappa: missing (required; see params.schema.yaml)"]
+    assert not (project / "data").exists()
+
+
+@pytest.mark.parametrize("dotted, value, message", [
+    ("colour", "red", "params.yaml: colour: unknown key (see params.schema.yaml)"),
+    ("student.colour", "red", "params.yaml: student.colour: unknown key (see params.schema.yaml)"),
+    ("al.rounds", -5, "params.yaml: al.rounds: -5 is less than the minimum of 1"),
+])
+def test_bad_params_stop_both_tools_first(tmp_path, dotted, value, message):
+    """An unknown key or a bad value stops Snakemake and `dvc repro` with the same line naming
+    it (for DVC, from its first stage, check-params, and only it runs); nothing is written."""
+    project = make_project(tmp_path / "p", edit(small_config(), dotted, value))
+    dvc(project, "init", "--no-scm", "-q")
+    proc = snakemake(project, check=False)
+    assert proc.returncode != 0
+    assert [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()] == [message]
+    proc = dvc(project, "repro", check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in output
+    assert [line for line in output.splitlines() if dotted.split(".")[-1] in line] == [message]
+    assert re.findall(r"Running stage '([^']+)'", output) == [CHECK]
     assert not (project / "data").exists()
 
 
@@ -512,7 +553,7 @@ def _assert_dvc_mirrors(project, jobs: dict[str, dict], same_inputs: bool = Fals
         outs_seen |= set(outs)
         job = jobs[f"{results}/report.md" if stage.name == "aggregate" else outs[0]]
         args = _ccma_args(stage.cmd)
-        assert args == _ccma_args(job["shellcmd"]) and args["data_dir"] == data, stage.name
+        assert args == _ccma_args(job["shellcmd"]) and args["data_dir"] == Path(data), stage.name
         deps = {rel(dep) for dep in stage.deps if not isinstance(dep, ParamsDependency)}
         assert checked <= deps, stage.name
         if same_inputs and stage.name != "aggregate":
@@ -544,8 +585,8 @@ def test_paths_with_a_space_stay_one_argument(tmp_path):
     planned_jobs = dry_run(make_project(tmp_path / "p", reference_config("digits")))
     for out, job in planned_jobs.items():
         args = _ccma_args(job["shellcmd"])
-        assert args["data_dir"] == data, out
-        assert args.get("results_dir", results) == results, out
+        assert args["data_dir"] == Path(data), out
+        assert args.get("results_dir", Path(results)) == Path(results), out
         words = shlex.split(job["shellcmd"])
         assert words[-3] == ">" and words[-2].startswith(f"{data}/logs/") and words[-1] == "2>&1", out
     assert f"{results}/report.md" in planned_jobs
@@ -585,10 +626,80 @@ def test_dvc_repro_builds_the_same_file(dvc_built, tmp_path):
     """`dvc repro` of one stage rebuilds Snakemake's run record identically (timings aside)."""
     project = tmp_path / "project"
     shutil.copytree(dvc_built, project, symlinks=True)
-    record = "data/runs/digits/ccma/seed1.parquet"
-    before = pq.read_table(project / record).to_pylist()
+    record = project / "data/runs/digits/ccma/seed1.parquet"
+    before = _rows(record)
     dvc(project, "repro", "--force", "--single-item", "al-ccma@digits-1")
-    after = pq.read_table(project / record).to_pylist()
+    assert _rows(record) == before
+
+
+def _rows(record: Path) -> list[dict]:
+    """A run record's rows without the timings."""
     timing = {"train_seconds", "query_seconds"}
-    assert [{k: v for k, v in r.items() if k not in timing} for r in after] == \
-        [{k: v for k, v in r.items() if k not in timing} for r in before]
+    return [{k: v for k, v in row.items() if k not in timing} for row in pq.read_table(record).to_pylist()]
+
+
+def spaced_config() -> dict:
+    """The small configuration under directories with a space in their names, cut down to
+    one round of the baselines and ccma on the synthetic dataset: synth, splits, clusters,
+    the runs and the report (embed and prototypes, which take the same --data-dir, only in
+    test_paths_with_a_space_stay_one_argument's plan)."""
+    c = {**small_config(), **SPACED}
+    c["datasets"]["local"] = []
+    c["al"].update(datasets=["syn"], rounds=1)
+    c["ccma"]["presets"] = []
+    c["ablation"] = {"datasets": [], "variants": []}
+    c["sensitivity"] = {"datasets": [], "kappa": [], "tau": []}
+    c["report"]["rank-iterations"] = [1]
+    return c
+
+
+@pytest.fixture(scope="module")
+def spaced(tmp_path_factory) -> dict[str, Path]:
+    """spaced_config() run end to end by Snakemake and, in another project, by `dvc repro`;
+    both projects lie in a directory with a space too."""
+    base = tmp_path_factory.mktemp("spaced") / "with space"
+    projects = {tool: make_project(base / tool, spaced_config()) for tool in ("snakemake", "dvc")}
+    snakemake(projects["snakemake"], "--set-threads", "al=1", "clusters=1", "embed=1", "prototypes=1")
+    dvc(projects["dvc"], "init", "--no-scm", "-q")
+    dvc(projects["dvc"], "repro", "-q")
+    return projects
+
+
+@pytest.mark.workflow
+def test_both_tools_run_under_a_path_with_a_space(spaced):
+    """(Before the paths were quoted, every job failed with `unrecognized arguments: space`
+    and the shell wrote a file `data/with`.)"""
+    data, results = SPACED["data_dir"], SPACED["results_dir"]
+    names = RUNS_ON_DIGITS - {"ccma-reference-code", "ccma-V3", "ccma-kappa5", "ccma-tau0.1"}
+    records = {tool: {p.relative_to(project): _rows(p) for p in (project / data / "runs").rglob("*.parquet")}
+               for tool, project in spaced.items()}
+    assert set(records["dvc"]) == {Path(data, "runs", "syn", name, "seed1.parquet") for name in names}
+    assert records["dvc"] == records["snakemake"]
+    for project in spaced.values():
+        assert (project / results / "report.html").is_file()
+        assert (project / data / "prototypes" / "syn" / "tiny-clip.zarr").is_dir()
+        assert not (project / "data" / "with").exists()
+    assert planned(spaced["snakemake"]) == {}
+    assert _dvc_changed(spaced["dvc"]) == set()
+
+
+@pytest.mark.workflow
+def test_dvc_repro_with_a_bad_value_keeps_finished_records(spaced, tmp_path):
+    """DVC deletes a stage's outputs just before running it, and only `ccma run` rejects
+    rounds -5: check-params stops `dvc repro` first, with one line naming the key, and every
+    finished record stays; with params.yaml restored, nothing is left to rerun."""
+    project = tmp_path / "project"
+    shutil.copytree(spaced["dvc"], project, symlinks=True)
+    records = sorted((project / SPACED["data_dir"] / "runs").rglob("*.parquet"))
+    before = {p: p.read_bytes() for p in records}
+    original = (project / "params.yaml").read_text()
+    write_config(project, edit(yaml.safe_load(original), "al.rounds", -5))
+    proc = dvc(project, "repro", check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert [line for line in output.splitlines() if "rounds" in line] == [
+        "params.yaml: al.rounds: -5 is less than the minimum of 1"]
+    assert re.findall(r"Running stage '([^']+)'", output) == [CHECK]
+    assert {p: p.read_bytes() for p in records} == before
+    (project / "params.yaml").write_text(original)
+    assert _dvc_changed(project) == set()

@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .errors import CCMAError
+from .parameters import RANGES, check, check_device
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -89,11 +90,11 @@ def cmd_splits(args) -> None:
     from .features import feature_path, read_features
     from .splits import make_splits, save_splits, split_path
 
-    if args.calibration_per_class < 1:
-        raise CCMAError(f"--calibration-per-class: must be >= 1, got {args.calibration_per_class}")
+    check("calibration_per_class", args.calibration_per_class)
+    check("split_seed", args.split_seed)
     store = read_features(feature_path(args.data_dir, args.dataset, args.teacher_backbone))
     splits = make_splits(store.train.labels, len(store.test.labels), args.calibration_per_class,
-                         args.split_seed)
+                         args.split_seed, dataset=args.dataset)
     out = split_path(args.data_dir, args.dataset)
     save_splits(out, splits, split_seed=args.split_seed, calibration_per_class=args.calibration_per_class)
     print(f"{out}: pool {len(splits.pool)}, calibration {len(splits.calibration)}, test {len(splits.test)}")
@@ -108,10 +109,11 @@ def add_clusters(sub) -> None:
     p = sub.add_parser("clusters", help="cache CCMA's k-means subpool clustering for one seed",
                        formatter_class=HelpFormatter)
     _common(p)
-    p.add_argument("--seed", type=int, required=True, help="AL seed")
-    p.add_argument("--subpool-size", type=int, default=d.subpool_size, help="M")
-    p.add_argument("--per-cluster", type=int, default=d.per_cluster, help="r")
-    p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters)
+    p.add_argument("--seed", type=int, required=True, help=_ranged("AL seed", "seed"))
+    p.add_argument("--subpool-size", type=int, default=d.subpool_size, help=_ranged("M", "subpool_size"))
+    p.add_argument("--per-cluster", type=int, default=d.per_cluster, help=_ranged("r", "per_cluster"))
+    p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters,
+                   help=_ranged("k-means iterations", "kmeans_iters"))
     p.set_defaults(func=cmd_clusters)
 
 
@@ -119,8 +121,8 @@ def cmd_clusters(args) -> None:
     from .acquisition import cluster_pool, clusters_dir, subpool_cache_name, subpool_clusters
     from .loop import load_run_data
 
-    if args.subpool_size < 1 or args.per_cluster < 1:
-        raise CCMAError("--subpool-size and --per-cluster must be >= 1")
+    for name in ("seed", "subpool_size", "per_cluster", "kmeans_iters"):
+        check(name, getattr(args, name))
     pool = load_run_data(args.data_dir, args.dataset, args.teacher_backbone, args.student_backbone).pool
     k = subpool_clusters(args.subpool_size, args.per_cluster)
     out = (clusters_dir(args.data_dir, args.dataset, args.teacher_backbone) /
@@ -133,6 +135,11 @@ def cmd_clusters(args) -> None:
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _ranged(text: str, name: str) -> str:
+    """Help text with the option's range from ``ccma.parameters`` (where it has one)."""
+    return f"{text}; {RANGES[name]}" if name in RANGES else text
 
 
 STUDENT_HELP = {
@@ -157,9 +164,10 @@ def add_run(sub) -> None:
     by_preset = "; ".join(f"{t} with --preset {name}" for name, t in PRESET_TEACHERS.items())
     _common(p, teacher_help=f"teacher feature store name (default: {DEFAULT_TEACHER}; {by_preset})")
     p.add_argument("--strategy", required=True, help=f"one of: {', '.join(sorted(REGISTRY))}")
-    p.add_argument("--seed", type=int, required=True, help="AL seed")
-    p.add_argument("--rounds", type=int, default=20, help="T")
-    p.add_argument("--budget", type=int, default=None, help="b, labels per round (default: K)")
+    p.add_argument("--seed", type=int, required=True, help=_ranged("AL seed", "seed"))
+    p.add_argument("--rounds", type=int, default=20, help=_ranged("T", "rounds"))
+    p.add_argument("--budget", type=int, default=None,
+                   help=_ranged("b, labels per round (default and 0: K)", "budget"))
     p.add_argument("--init", default="random", choices=INITS, help="how the first batch is chosen")
     p.add_argument("--name", default=None,
                    help="run name under runs/{dataset}/ (default: strategy[-variant][-preset])")
@@ -169,12 +177,12 @@ def add_run(sub) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar over rounds (default: when stderr is a terminal)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch, faiss and BLAS (default: each library's own "
-                        "choice); the selections do not depend on it")
+                   help=_ranged("CPU threads for torch, faiss and BLAS (default: each library's "
+                                "own choice); the selections do not depend on it", "threads"))
     g = p.add_argument_group("student (SPEC section 3)")
     for f in fields(StudentConfig):
         g.add_argument(_flag(f.name), type=type(f.default), default=f.default, dest=f"student_{f.name}",
-                       help=STUDENT_HELP[f.name])
+                       help=_ranged(STUDENT_HELP[f.name], f.name))
     seen = {}
     for strategy in REGISTRY.values():
         for param in strategy.params:
@@ -183,7 +191,7 @@ def add_run(sub) -> None:
             seen[param.name] = strategy.name
             default = "" if param.default is None else f" (default: {param.default})"
             p.add_argument(_flag(param.name), type=param.type, default=None, choices=param.choices,
-                           help=f"{param.help}{default}")
+                           help=_ranged(f"{param.help}{default}", param.name))
     p.set_defaults(func=cmd_run)
 
 
@@ -215,8 +223,7 @@ def cmd_run(args) -> None:
 
     strategy = get_strategy(args.strategy)
     if args.threads is not None:
-        if args.threads < 1:
-            raise CCMAError(f"--threads: must be >= 1, got {args.threads}")
+        check("threads", args.threads)
         set_threads(args.threads)
     own = {param.name for param in strategy.params}
     for other in REGISTRY.values():
@@ -342,9 +349,10 @@ def cmd_embed(args) -> None:
     from .embed import default_workers, embed_dataset, load_backbone
     from .geometry import pick_device
 
+    device = pick_device(check_device(args.device))
     backbone = _resolve(args)
     data = load_dataset(args.dataset, args.raw_dir or raw_dir(args.data_dir, args.dataset), args.classnames_file)
-    encoder = load_backbone(backbone, pick_device(args.device))
+    encoder = load_backbone(backbone, device)
     path = embed_dataset(args.data_dir, data, encoder, batch_size=args.batch_size, chunk_rows=args.chunk_rows,
                          workers=default_workers() if args.workers is None else args.workers,
                          dtype=args.dtype, progress=args.progress)
@@ -375,7 +383,7 @@ def cmd_prototypes(args) -> None:
     if not backbone.has_text:
         raise CCMAError(f"--backbone: {backbone.name} has no text tower; prototypes need a CLIP teacher")
     templates = read_templates(args.templates) if args.templates else list(TEMPLATES)
-    out, accuracy = build_prototypes(args.data_dir, args.dataset, load_backbone(backbone, pick_device(args.device)),
+    out, accuracy = build_prototypes(args.data_dir, args.dataset, load_backbone(backbone, pick_device(check_device(args.device))),
                                      templates)
     print(f"{out}: {len(templates)} templates, teacher zero-shot test accuracy {accuracy:.4f}")
 

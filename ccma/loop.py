@@ -22,6 +22,7 @@ from .atomic import clean_stale, writable_dir
 from .errors import CCMAError, StoreError
 from .features import check_same_rows, feature_path, prototype_path, read_features, read_prototypes
 from .geometry import pick_device
+from .parameters import check, check_device
 from .splits import load_splits, split_path
 from .strategies import QueryContext, get_strategy
 from .strategies.base import PoolData, Strategy
@@ -72,7 +73,8 @@ def load_run_data(data_dir, dataset: str, teacher_backbone: str, student_backbon
     k = len(protos.classnames)
     if teacher.n_classes != k:
         raise CCMAError(f"{teacher.path}: {teacher.n_classes} classes but {protos.path} names {k}")
-    splits = load_splits(split_path(data_dir, dataset), len(teacher.train.labels), len(teacher.test.labels))
+    splits = load_splits(split_path(data_dir, dataset), len(teacher.train.labels), len(teacher.test.labels),
+                         dataset)
     f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
     pool = PoolData(
         student=f32(student.train.embeddings[splits.pool]),
@@ -99,31 +101,49 @@ def run_name(strategy: str, params: dict) -> str:
     return "-".join(parts)
 
 
-def validate(cfg: RunConfig, strategy: Strategy, params: dict, n_pool: int, n_classes: int) -> int:
-    """Check values that only make sense against the data; returns the batch size b."""
-    budget = cfg.budget or n_classes
-    if cfg.rounds < 1:
-        raise CCMAError(f"--rounds: must be >= 1, got {cfg.rounds}")
-    if budget < 1:
-        raise CCMAError(f"--budget: must be >= 1, got {budget}")
+def check_options(cfg: RunConfig, params: dict) -> None:
+    """Every value that can be judged without the data, against ``ccma.parameters``: a bad one
+    stops the run in one line naming the option before any data is read. ``params`` are the
+    strategy's effective parameters (``Strategy.effective`` has checked their ranges)."""
+    for name in ("seed", "rounds", "budget"):
+        check(name, getattr(cfg, name))
     if cfg.init not in INITS:
-        raise CCMAError(f"--init: must be one of {INITS}, got {cfg.init!r}")
+        raise CCMAError(f"--init must be one of {INITS}, got {cfg.init!r}")
+    for key, value in asdict(cfg.student).items():
+        if key == "device":
+            check_device(value)
+        else:
+            check(key, value)
+    if params.get("calibration") == "coverage" and params.get("calibrate_on") == "subpool":
+        raise CCMAError("--calibrate-on: coverage-targeted calibration needs labels; "
+                        "use --calibrate-on calibration")
+
+
+def validate(cfg: RunConfig, strategy: Strategy, params: dict, n_pool: int, n_classes: int,
+             log=print) -> tuple[int, dict]:
+    """Check values that only make sense against the data; returns the batch size b and the
+    parameters, where a default that cannot hold for K classes (k_student 5 with K = 4) is
+    clipped to K with a notice (a value the user gave is an error instead)."""
+    budget = cfg.budget or n_classes
     if budget * cfg.rounds > n_pool:
         raise CCMAError(f"--budget: b={budget} x T={cfg.rounds} rounds needs {budget * cfg.rounds} "
                         f"labels but the pool has {n_pool}")
     if strategy.name == "ccma":
+        params = dict(params)
         for key in ("k_teacher", "k_student"):
-            if not 0 < params[key] <= n_classes:
-                raise CCMAError(f"--{key.replace('_', '-')}: must be in (0, K={n_classes}], got {params[key]}")
-        if params["kappa"] < 1:
-            raise CCMAError(f"--kappa: must be >= 1, got {params['kappa']}")
-        if params["calibration"] == "coverage" and params["calibrate_on"] == "subpool":
-            raise CCMAError("--calibrate-on: coverage-targeted calibration needs labels; "
-                            "use --calibrate-on calibration")
-    return budget
+            if params[key] <= n_classes:
+                continue
+            if cfg.params.get(key) is not None:
+                raise CCMAError(f"--{key.replace('_', '-')} must be in (0, K={n_classes}], got {params[key]}")
+            log(f"--{key.replace('_', '-')}: the default {params[key]:g} exceeds the K={n_classes} "
+                f"classes of {cfg.dataset}; using {n_classes}")
+            params[key] = float(n_classes)
+    return budget, params
 
 
-def _round_seed(seed: int, round_: int, stream: int) -> int:
+def round_seed(seed: int, round_: int, stream: int) -> int:
+    """The seed of one round's random stream (0: student training, 1: the query): derived from
+    (seed, round) alone, so a resumed run draws exactly what an uninterrupted one drew."""
     return int(np.random.SeedSequence([seed, round_, stream]).generate_state(1)[0])
 
 
@@ -149,11 +169,14 @@ def run(cfg: RunConfig, progress: bool | None = None, log=print, overwrite: bool
     strategy = get_strategy(cfg.strategy)
     try:
         params = strategy.effective(cfg.params)
+    except CCMAError:
+        raise
     except ValueError as exc:
         raise CCMAError(f"--strategy {cfg.strategy}: {exc}") from None
+    check_options(cfg, params)
     data = load_run_data(cfg.data_dir, cfg.dataset, cfg.teacher_backbone, cfg.student_backbone)
     pool = data.pool
-    budget = validate(cfg, strategy, params, len(pool.labels), pool.n_classes)
+    budget, params = validate(cfg, strategy, params, len(pool.labels), pool.n_classes, log)
     name = cfg.name or run_name(cfg.strategy, params)
     final = record.run_path(cfg.data_dir, cfg.dataset, name, cfg.seed)
     partial = record.partial_path(final)
@@ -206,13 +229,13 @@ def run(cfg: RunConfig, progress: bool | None = None, log=print, overwrite: bool
     for t in bar:
         started = time.perf_counter()
         student = train_student(pool.student[labeled], pool.labels[labeled], pool.n_classes,
-                                cfg.student, seed=_round_seed(cfg.seed, t, 0))
+                                cfg.student, seed=round_seed(cfg.seed, t, 0))
         train_seconds = time.perf_counter() - started
         accuracy = float(np.mean(student.predict(data.test_student) == data.test_labels))
         ctx = QueryContext(labeled=labeled, student=student, round=t, **ctx_args)
         started = time.perf_counter()
         if t < cfg.rounds:
-            sel = strategy.query(ctx, budget, np.random.default_rng(_round_seed(cfg.seed, t, 1)))
+            sel = strategy.query(ctx, budget, np.random.default_rng(round_seed(cfg.seed, t, 1)))
             _check_selection(sel.indices, ctx, budget, strategy.name)
             queried, fallback, diagnostics = sel.indices, sel.fallback, sel.diagnostics
             query_seconds = time.perf_counter() - started

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,8 @@ import pytest
 from ccma import record
 from ccma.cli import main
 from ccma.report import ReportConfig, load_runs, write_report
+
+ROOT = Path(__file__).resolve().parent.parent
 from ccma.strategies import get_strategy
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -50,11 +53,12 @@ def _params(run: str) -> tuple[str, dict]:
     return run, {}
 
 
-def write_fake_run(data_dir, dataset, run, seed, curve, budget, zero_shot, fallback_round=None):
+def write_fake_run(data_dir, dataset, run, seed, curve, budget, zero_shot, fallback_round=None,
+                   teacher="clip-vit-l-14", student="dinov2-large"):
     base, params = _params(run)
     identity = {"dataset": dataset, "strategy": base, "params": params, "rounds": len(curve),
-                "budget": budget, "init": "random", "seed": seed, "teacher": "clip-vit-l-14",
-                "student": "dinov2-large", "student_config": {"dropout": 0.75}, "pool": "abc"}
+                "budget": budget, "init": "random", "seed": seed, "teacher": teacher,
+                "student": student, "student_config": {"dropout": 0.75}, "pool": "abc"}
     rows = []
     for t, acc in enumerate(curve, start=1):
         last = t == len(curve)
@@ -84,15 +88,34 @@ def make_fake_runs(data_dir):
     for run, curve in {"random": [0.40, 0.50, 0.60], "ccma": [0.40, 0.62, 0.70]}.items():
         for seed in (1, 2):
             write_fake_run(data_dir, "beta", run, seed, curve, 5, 0.93)
+    # digits: runs on a random-weight teacher store (and a synthetic student store that reuses a
+    # backbone name): a pipeline check, kept out of every headline table.
+    write_store(data_dir, "digits", "tiny-clip", {"init": "random, seed 0"})
+    write_store(data_dir, "digits", "tiny-dinov2", {"synthetic": True})
+    for run, curve in {"random": [0.10, 0.12, 0.11], "ccma": [0.10, 0.18, 0.14]}.items():
+        for seed in (1, 2):
+            write_fake_run(data_dir, "digits", run, seed, curve, 10, 0.10, teacher="tiny-clip",
+                           student="tiny-dinov2")
     # An unfinished run: a warning, never aggregated.
     partial = record.partial_path(record.run_path(data_dir, "beta", "coreset", 1))
     record.write_rows(partial, [], {})
 
 
+def write_store(data_dir, dataset, backbone, attrs):
+    from ccma.features import FeatureSplit, feature_path, write_features
+
+    rows = np.eye(4, dtype=np.float32)
+    split = FeatureSplit(rows, np.arange(4))
+    write_features(feature_path(data_dir, dataset, backbone), dataset=dataset, backbone=backbone,
+                   train=split, test=split, n_classes=4, attrs=attrs)
+
+
 FIGURES = ["alpha/learning_curves.png", "alpha/label_efficiency.png", "alpha/ranks.png",
            "alpha/diagnostics.png", "alpha/ablation.png", "alpha/sensitivity_kappa.png",
            "alpha/sensitivity_tau.png", "beta/learning_curves.png", "beta/label_efficiency.png",
-           "beta/ranks.png", "beta/diagnostics.png", "rank_table.png", "diagnostics.png"]
+           "beta/ranks.png", "beta/diagnostics.png", "digits/learning_curves.png",
+           "digits/label_efficiency.png", "digits/ranks.png", "digits/diagnostics.png",
+           "rank_table.png", "diagnostics.png"]
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +188,12 @@ def test_cross_dataset_rank_table_and_ablation(built):
     _, results, _ = built
     ranks = pd.read_csv(results / "rank_table.csv", index_col="run")
     # alpha has T = 6 (iterations 1, 4), beta T = 3 (iteration 1); later ones are left out.
-    assert list(ranks.columns) == ["alpha@1", "alpha@4", "beta@1"]
+    # digits (random-weight backbones) is not ranked.
+    assert list(ranks.columns) == ["alpha@1", "alpha@4", "beta@1", "mean_rank"]
     assert ranks.loc["ccma", "alpha@4"] == 1 and ranks.loc["random", "alpha@4"] == 5
+    # beta, round 1: random and ccma tie at 0.40 (rank 1)
+    assert ranks.loc["random", "mean_rank"] == pytest.approx((1 + 5 + 1) / 3, abs=1e-5)
+    assert ranks.loc["ccma", "mean_rank"] == 1
     assert np.isnan(ranks.loc["coreset", "beta@1"])  # coreset did not finish on beta
     assert "| run | alpha@1 |" in (results / "rank_table.md").read_text()
 
@@ -286,3 +313,140 @@ def test_load_runs_marks_standard_runs(built):
     assert recs.loc[("alpha", "ccma-V3"), "standard"] and not recs.loc[("alpha", "ccma-V3"), "main"]
     assert not recs.loc[("alpha", "ccma-kappa5"), "standard"]
     assert recs.loc[("beta", "random"), "main"]
+
+
+def test_paired_difference_and_its_interval():
+    from ccma.report import paired
+
+    per_seed = pd.DataFrame({"run": ["a"] * 4 + ["b"] * 3, "seed": [1, 2, 3, 4, 1, 2, 3],
+                             "aulc": [0.5, 0.6, 0.7, 0.9, 0.4, 0.4, 0.6]})
+    d = paired(per_seed, "a", "b", "aulc")        # seeds 1-3: differences 0.1, 0.2, 0.1
+    half = 4.302652729911275 * np.std([0.1, 0.2, 0.1], ddof=1) / np.sqrt(3)  # t(0.975, 2)
+    assert d.n == 3 and d.mean == pytest.approx(0.4 / 3)
+    assert (d.low, d.high) == (pytest.approx(0.4 / 3 - half), pytest.approx(0.4 / 3 + half))
+    two = paired(per_seed[per_seed["seed"] < 3], "a", "b", "aulc")
+    assert two.n == 2 and two.mean == pytest.approx(0.15) and np.isnan(two.low)  # no interval
+
+
+def test_comparisons_carry_paired_differences(built):
+    _, results, _ = built
+    versus = pd.read_csv(results / "alpha" / "ccma_vs_baselines.csv").set_index("run")
+    # every fake run has the same seed offsets, so the per-seed difference is constant
+    gap = _aulc(ALPHA["ccma"]) - _aulc(ALPHA["random"])
+    assert versus.loc["random", "paired_seeds"] == 3
+    assert versus.loc["random", ["aulc_diff", "aulc_diff_low", "aulc_diff_high"]].tolist() == \
+        pytest.approx([gap] * 3, abs=1e-5)
+    assert versus.loc["coreset", "paired_seeds"] == 2 and np.isnan(versus.loc["coreset", "aulc_diff_low"])
+    ab = pd.read_csv(results / "ablation.csv").set_index("variant")
+    assert ab.loc["V3", "aulc_vs_v1"] == pytest.approx(_aulc(ALPHA["ccma-V3"]) - _aulc(ALPHA["ccma"]), abs=1e-5)
+    assert np.isnan(ab.loc["V1", "aulc_vs_v1"])
+    assert ab.loc["V4", "meaning"] == "k-means subpool, no diversity (top-b by score)"
+    md = (results / "report.md").read_text()
+    assert f"| random | 3 | {gap:+.3f} [{gap:+.3f}, {gap:+.3f}] |" in md
+    assert "(2 seeds: no interval)" in md
+    for v in ("V1: k-means subpool + diversity", "V2: no subpool", "V3: random subpool",
+              "V5: no subpool, no diversity"):
+        assert v in md, v
+
+
+def test_labels_to_target_relative_to_the_best_final_accuracy(built):
+    _, results, _ = built
+    s = pd.read_csv(results / "alpha" / "summary.csv").set_index("run")
+    # best seed-mean Final@R among the ranked runs: ccma 0.90; targets 0.81 and 0.855
+    assert s.loc["ccma", ["labels_to_90% of best", "labels_to_95% of best"]].tolist() == [50, 50]
+    assert s.loc["ccma-reference-code", ["labels_to_90% of best", "labels_to_95% of best"]].tolist() == [50, 60]
+    assert s.loc["random", ["labels_to_90% of best", "labels_to_95% of best"]].isna().all()
+    labels = pd.read_csv(results / "labels_to_target.csv")
+    assert set(labels["dataset"]) == {"alpha", "beta"}
+    assert labels.set_index(["dataset", "run"]).loc[("alpha", "ccma"), "best_final"] == pytest.approx(0.90)
+
+
+def test_random_weight_backbones_are_pipeline_checks(built):
+    _, results, _ = built
+    s = pd.read_csv(results / "digits" / "summary.csv")
+    assert s["pipeline_check"].all()
+    assert not pd.read_csv(results / "alpha" / "summary.csv")["pipeline_check"].any()
+    md = (results / "report.md").read_text()
+    flag = "pipeline check: random-weight backbones; accuracy is meaningless"
+    assert f"### Dataset digits: {flag}" in md and "\n## Dataset digits" not in md
+    assert md.index("## Pipeline checks") > md.index("## Ranks across datasets")
+    assert "digits" not in (results / "rank_table.md").read_text()
+
+
+def test_findings_lead_and_configuration_is_an_appendix(built):
+    _, results, _ = built
+    md = (results / "report.md").read_text()
+    order = ["## Findings", "## Dataset alpha", "alpha: learning curves", "### Ranks",
+             "### CCMA against each baseline", "### Labels to target", "### Ablation",
+             "## Ranks across datasets", "## Appendix: configuration", "### CCMA parameters"]
+    positions = [md.index(h) for h in order]
+    assert positions == sorted(positions)
+    assert "- alpha: best mean rank ccma" in md
+
+
+def test_the_papers_numbers_ship_with_their_source():
+    from ccma.report import paper_results
+
+    paper = paper_results()
+    assert paper["source"].str.len().gt(0).all() and set(paper["relation"]) <= {"=", "<", ">"}
+    assert set(paper["dataset"]) == {"cifar100", "food101", "domainnet_real", "caltech101", "caltech256"}
+    table2 = paper[(paper["dataset"] == "cifar100") & (paper["metric"] == "aulc")].set_index("run")["value"]
+    assert table2.to_dict() == {"ccma": 0.859, "ccma-V2": 0.828, "ccma-V3": 0.835, "ccma-V4": 0.809,
+                                "ccma-V5": 0.793}
+    # figures whose numbers the text lost are kept, without a value, and say so
+    lost = paper[paper["value"].isna()]
+    assert len(lost) and lost["note"].str.len().gt(0).all()
+
+
+def test_paper_numbers_sit_beside_ours(built):
+    from ccma.report import ReportConfig, aggregate_dataset, load_runs, paper_comparison
+
+    data, _, _ = built
+    runset = load_runs(data)
+    res = aggregate_dataset(runset, "alpha", ReportConfig())
+    paper = pd.DataFrame({"dataset": ["alpha", "alpha", "alpha"], "run": ["ccma", "ccma-V3", "*"],
+                          "metric": ["aulc", "labels_to_80%", "rank"], "relation": ["=", "<", "="],
+                          "value": [0.9, 45.0, np.nan], "source": ["T"] * 3, "note": ["", "", "lost"]})
+    both = paper_comparison(res, paper)
+    assert both["ours"].iloc[0] == pytest.approx(res.summary.set_index("run").at["ccma", "aulc_mean"])
+    assert both["ours"].iloc[1] == 50 and np.isnan(both["ours"].iloc[2])   # ccma-V3 reaches .80 at 50
+
+
+def test_titles_are_wrapped_to_the_figure_width():
+    from ccma.report import figures
+
+    title = ("synth-mismatch: CCMA teacher-student diagnostics on the scored subpool "
+             "(mean ± s.d. over seeds)")
+    with figures._theme(scale=0.95):
+        for wrap in (False, True):
+            fig, _ = figures._figure(figures.FIGURE_WIDTH, 4.6, 2, 4)
+            figures._suptitle(fig, title) if wrap else fig.suptitle(title)
+            fig.canvas.draw()
+            box = fig._suptitle.get_window_extent()
+            inside = box.x0 >= 0 and box.x1 <= fig.bbox.width
+            assert inside == wrap  # unwrapped, this title runs off both edges
+
+
+def test_report_renders_in_chromium(built):
+    """The report at 1400 px in headless Chromium; the screenshot is kept as a CI artefact."""
+    import shutil
+    import subprocess
+
+    from matplotlib.image import imread
+
+    import importlib.util
+
+    if not shutil.which("chromium"):
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium): no screenshot")
+    spec = importlib.util.spec_from_file_location("report_screenshot", ROOT / "tools" / "report_screenshot.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    _, results, _ = built
+    out = ROOT / "results" / "ci" / "report_1400px.png"
+    try:
+        tool.screenshot(results / "report.html", out)
+    except subprocess.TimeoutExpired:
+        pytest.skip("chromium did not finish its screenshot in time (a slow or busy machine)")
+    image = imread(out)
+    assert image.shape[1] == 1400 and image[..., :3].std() > 0.01
+    print(f"report screenshot: {out}")

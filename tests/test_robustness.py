@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,201 @@ def test_damaged_splits_file_names_itself_and_the_remedy(tmp_path):
         load_splits(path)
     message = str(err.value)
     assert str(path) in message and "rerun `ccma splits`" in message and "\n" not in message
+
+
+# ------------------------------------------------------------------ values (issue 11)
+# Every bad value stops the command before any data is trained on: one line naming the
+# option, exit status 2, nothing written.
+
+def _files(folder: Path) -> dict:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def _bad_values(r) -> list:
+    """Values just outside the range ``r``, found independently of its own test."""
+    bad = []
+    if r.low is not None:
+        bad.append(r.low if r.low_open else r.low - 1)
+    if r.high is not None:
+        bad.append(r.high if r.high_open else r.high + 0.5)
+    if r.words:
+        bad.append("abc")
+    return bad
+
+
+def _owners() -> dict:
+    """Option name -> (command, strategy) that takes it."""
+    from ccma.strategies import REGISTRY
+    from ccma.student import StudentConfig
+
+    owners = {f.name: ("run", "random") for f in fields(StudentConfig)}
+    owners.update({n: ("run", "random") for n in ("seed", "rounds", "budget", "threads")})
+    for strategy in REGISTRY.values():
+        for param in strategy.params:
+            if param.range is not None:
+                owners.setdefault(param.name, ("run", strategy.name))
+    owners.update({n: ("splits", None) for n in ("calibration_per_class", "split_seed")})
+    return owners
+
+
+def test_every_ranged_option_is_declared_by_a_command():
+    """Every numeric option of the strategies, the student and CCMA has a range, and every
+    range belongs to an option: a new parameter cannot skip the checks."""
+    from ccma.acquisition import CCMAParams
+    from ccma.parameters import RANGES
+    from ccma.strategies import REGISTRY
+    from ccma.student import StudentConfig
+
+    numeric = {f.name for cls in (StudentConfig, CCMAParams) for f in fields(cls)
+               if type(f.default) in (int, float)}
+    numeric |= {p.name for s in REGISTRY.values() for p in s.params if p.type in (int, float)}
+    assert numeric <= set(RANGES), numeric - set(RANGES)
+    assert set(_owners()) - {"device"} == set(RANGES)
+
+
+def _walk_cases():
+    from ccma.parameters import RANGES
+
+    for name, (command, strategy) in _owners().items():
+        for bad in ([] if name == "device" else _bad_values(RANGES[name])):
+            yield pytest.param(name, command, strategy, bad, id=f"{name}={bad}")
+
+
+@pytest.mark.parametrize("name, command, strategy, bad", list(_walk_cases()))
+def test_every_out_of_range_value_stops_the_command(tmp_synth_dir, capsys, name, command, strategy, bad):
+    flag = "--" + name.replace("_", "-")
+    argv = [command, "--data-dir", str(tmp_synth_dir), "--dataset", "syn"]
+    if command == "run":
+        argv += ["--strategy", strategy, "--rounds", "2", "--no-progress"]
+        argv += [] if name == "seed" else ["--seed", "1"]
+    before = _files(tmp_synth_dir)
+    assert main([*argv, flag, str(bad)]) == 2
+    assert one_line(capsys).startswith(f"ccma {command}: error: {flag} must be "), name
+    assert _files(tmp_synth_dir) == before
+
+
+@pytest.mark.parametrize("name", ["seed", "subpool_size", "per_cluster", "kmeans_iters"])
+def test_clusters_checks_its_options(tmp_synth_dir, capsys, name):
+    from ccma.parameters import RANGES
+
+    flag = "--" + name.replace("_", "-")
+    given = {"--seed": "1", "--subpool-size": "50", flag: str(_bad_values(RANGES[name])[0])}
+    before = _files(tmp_synth_dir)
+    assert main(["clusters", "--data-dir", str(tmp_synth_dir), "--dataset", "syn",
+                 *[x for kv in given.items() for x in kv]]) == 2
+    assert one_line(capsys).startswith(f"ccma clusters: error: {flag} must be "), name
+    assert _files(tmp_synth_dir) == before
+
+
+# The cases of the issue, with the line a user now sees (the report's table).
+ISSUE_CASES = [
+    (["--strategy", "ccma", "--calibration", "coverage", "--alpha", "1.5"], "--alpha must be in (0, 1), got 1.5"),
+    (["--strategy", "ccma", "--alpha", "1.5"], "--alpha must be in (0, 1), got 1.5"),
+    (["--strategy", "ccma", "--tau", "0"], "--tau must be > 0, got 0.0"),
+    (["--strategy", "ccma", "--tau", "-0.1"], "--tau must be > 0, got -0.1"),
+    (["--strategy", "ccma", "--sigma", "abc"], "--sigma must be median or a number > 0, got 'abc'"),
+    (["--strategy", "ccma", "--sigma", "-1"], "--sigma must be median or a number > 0, got '-1'"),
+    (["--strategy", "ccma", "--subpool-size", "0"], "--subpool-size must be >= 1, got 0"),
+    (["--strategy", "ccma", "--kmeans-iters", "0"], "--kmeans-iters must be >= 1, got 0"),
+    (["--strategy", "random", "--lr", "-1"], "--lr must be > 0, got -1.0"),
+    (["--strategy", "random", "--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
+    (["--strategy", "random", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--strategy", "random", "--max-epochs", "0"], "--max-epochs must be >= 1, got 0"),
+    (["--strategy", "random", "--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
+    (["--strategy", "random", "--dropout", "-0.5"], "--dropout must be in [0, 1), got -0.5"),
+    (["--strategy", "random", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--strategy", "random", "--device", "foo"],
+     "--device must be auto, cpu, cuda, cuda:N or mps, got 'foo'"),
+    (["--strategy", "random", "--device", "cuda"],
+     "--device cuda: this machine has no CUDA GPU (torch.cuda.is_available() is False); "
+     "use --device cpu or auto"),
+]
+
+
+@pytest.mark.parametrize("argv, message", ISSUE_CASES, ids=[" ".join(a[1:]) for a, _ in ISSUE_CASES])
+def test_values_of_the_issue_stop_before_training(tmp_synth_dir, capsys, monkeypatch, argv, message):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the values were checked")
+
+    monkeypatch.setattr("ccma.loop.train_student", no_training)
+    seed = [] if "--seed" in argv else ["--seed", "1"]
+    before = _files(tmp_synth_dir)
+    assert main(["run", "--data-dir", str(tmp_synth_dir), "--dataset", "syn", "--rounds", "2",
+                 "--no-progress", *seed, *argv]) == 2
+    assert one_line(capsys) == f"ccma run: error: {message}"
+    assert _files(tmp_synth_dir) == before
+
+
+def test_a_default_that_cannot_hold_is_clipped_with_a_notice(tmp_path, capsys):
+    """k_student defaults to 5; with 4 classes it becomes 4 (one line), while a k_student of
+    5 that the user gives stays an error."""
+    from conftest import make_synthetic
+
+    from ccma import record
+
+    make_synthetic(tmp_path, "four", n_classes=4, n_train=300, n_test=100)
+    argv = ["run", "--data-dir", str(tmp_path), "--dataset", "four", "--strategy", "ccma", "--seed", "1",
+            "--rounds", "2", "--subpool-size", "100", "--no-progress"]
+    assert main([*argv, "--k-student", "5"]) == 2
+    assert one_line(capsys) == "ccma run: error: --k-student must be in (0, K=4], got 5.0"
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "--k-student: the default 5 exceeds the K=4 classes of four; using 4" in err.splitlines()
+    meta = record.read_rows(record.run_path(tmp_path, "four", "ccma", 1))[1]
+    assert meta["identity"]["params"]["k_student"] == 4 and meta["identity"]["params"]["k_teacher"] == 3
+
+
+# ------------------------------------------------------------------ splits of another dataset
+
+def test_splits_record_their_dataset_and_row_counts(tmp_synth_dir, capsys):
+    import numpy as np
+
+    from ccma.splits import split_path
+
+    assert main(["splits", "--data-dir", str(tmp_synth_dir), "--dataset", "syn"]) == 0
+    with np.load(split_path(tmp_synth_dir, "syn")) as data:
+        assert (str(data["dataset"]), int(data["n_train"]), int(data["n_test"])) == ("syn", 800, 300)
+
+
+def test_splits_of_another_dataset_stop_the_run(tmp_synth_dir, capsys):
+    """The other dataset's row indices all fit this one's store, so the run used to go on with
+    its smaller pool."""
+    import shutil
+
+    from conftest import make_synthetic
+
+    from ccma.splits import split_path
+
+    make_synthetic(tmp_synth_dir, "other", n_train=700)
+    assert main(["splits", "--data-dir", str(tmp_synth_dir), "--dataset", "other"]) == 0
+    capsys.readouterr()
+    path = split_path(tmp_synth_dir, "syn")
+    shutil.copy(split_path(tmp_synth_dir, "other"), path)
+    argv = ["run", "--data-dir", str(tmp_synth_dir), "--dataset", "syn", "--strategy", "random",
+            "--seed", "1", "--rounds", "2", "--no-progress"]
+    before = _files(tmp_synth_dir)
+    assert main(argv) == 2
+    assert one_line(capsys) == (f"ccma run: error: {path}: was made for dataset 'other', not 'syn'; "
+                                "rerun `ccma splits --dataset syn`")
+    assert _files(tmp_synth_dir) == before
+
+
+def test_splits_of_other_row_counts_stop_the_run_and_old_files_still_work(tmp_synth_dir, capsys):
+    import numpy as np
+
+    from ccma.splits import load_splits, split_path
+
+    path = split_path(tmp_synth_dir, "syn")
+    old = load_splits(path)
+    np.savez(path, pool=old.pool[:-100], calibration=old.calibration, test=old.test, n_train=np.asarray(900))
+    argv = ["run", "--data-dir", str(tmp_synth_dir), "--dataset", "syn", "--strategy", "random",
+            "--seed", "1", "--rounds", "2", "--no-progress"]
+    assert main(argv) == 2
+    assert one_line(capsys) == (f"ccma run: error: {path}: was made for 900 train rows but the "
+                                "feature store has 800; rerun `ccma splits --dataset syn`")
+    np.savez(path, pool=old.pool, calibration=old.calibration, test=old.test)  # no metadata
+    assert main(argv) == 0

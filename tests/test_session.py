@@ -251,6 +251,26 @@ def test_student_never_trains_on_calibration_labels(session_dir, monkeypatch):
     assert not set(session.data.size_sample) & set(session.data.calibration)
 
 
+def test_prepare_caches_the_pool_clustering(session_dir):
+    from ccma.acquisition import subpool_cache_name, subpool_clusters
+
+    sdir, _ = session_dir
+    session = Session(sdir, batch=4)
+    clusters = sdir / "data" / "clusters" / "session" / "tiny-clip"
+    session.prepare()
+    assert not clusters.exists()       # 68 pool images <= M = 5000: scored whole, no k-means
+    session.params = {**session.params, "subpool_size": 20}
+    session.prepare()
+    p = session.params
+    cache = clusters / subpool_cache_name(subpool_clusters(20, p["per_cluster"]), p["kmeans_iters"], 0)
+    assert cache.exists()
+    with np.load(cache) as saved:
+        assert len(saved["assign"]) == len(session.data.pool)
+    stamp = cache.stat().st_mtime_ns
+    assert session.advance()          # the cold start reads the cache, does not redo it
+    assert cache.stat().st_mtime_ns == stamp and len(session.store.open_items()) == 4 + 1
+
+
 def test_other_strategies_start_with_a_random_batch(session_dir):
     sdir, _ = session_dir
     session = Session(sdir, strategy="margins", batch=5)

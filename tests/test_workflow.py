@@ -263,6 +263,123 @@ def test_ccma_options_and_presets_match_the_code():
     assert not set_elsewhere & {k.replace("-", "_") for k in plan.CCMA_OPTIONS}
 
 
+def schema_locations() -> dict[str, list[str]]:
+    """Option (python name) with a range or a device -> where params.yaml holds it (``*``:
+    every item of a list)."""
+    from dataclasses import fields
+
+    from ccma.parameters import RANGES
+    from ccma.strategies import REGISTRY
+    from ccma.student import StudentConfig
+
+    where = {"seed": ["al.seeds.*"], "rounds": ["al.rounds"], "budget": ["al.budget"],
+             "calibration_per_class": ["splits.calibration-per-class"],
+             "split_seed": ["splits.split-seed"], "tau": ["ccma.tau", "sensitivity.tau.*"],
+             "kappa": ["ccma.kappa", "sensitivity.kappa.*"]}
+    where.update({f.name: [f"student.{f.name.replace('_', '-')}"] for f in fields(StudentConfig)})
+    for option in plan.CCMA_OPTIONS:
+        where.setdefault(option.replace("-", "_"), [f"ccma.{option}"])
+    for strategy in REGISTRY.values():
+        if strategy.name != "ccma":
+            for p in strategy.params:
+                where.setdefault(p.name, []).append(f"baselines.{strategy.name}.{p.name.replace('_', '-')}")
+    return {name: keys for name, keys in where.items() if name in RANGES or name == "device"}
+
+
+def schema_at(dotted: str) -> dict:
+    schema = yaml.safe_load(plan.SCHEMA.read_text())
+    node = schema
+    for key in dotted.split("."):
+        node = node["items"] if key == "*" else node["properties"][key]
+        if "$ref" in node:
+            node = {**schema["$defs"][node["$ref"].split("/")[-1]], **node}
+    return node
+
+
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def test_schema_ranges_are_the_codes():
+    """params.schema.yaml states each option's type and range as ccma.parameters does, so
+    `snakemake -n` (and DVC's first stage) and `ccma run` accept the same values."""
+    from dataclasses import fields
+
+    from ccma.acquisition import CCMAParams
+    from ccma.parameters import DEVICE_PATTERN, RANGES
+    from ccma.strategies import REGISTRY
+    from ccma.student import StudentConfig
+
+    types = {f.name: type(f.default) for cls in (StudentConfig, CCMAParams) for f in fields(cls)}
+    types.update({p.name: p.type for s in REGISTRY.values() for p in s.params if s.name != "ccma"})
+    types.update(dict.fromkeys(("seed", "rounds", "budget", "calibration_per_class", "split_seed"), int))
+    where = schema_locations()
+    assert set(RANGES) - set(where) == {"threads", "per_cluster"}  # not options of the workflow
+    for name, dotted_keys in where.items():
+        for dotted in dotted_keys:
+            node = schema_at(dotted)
+            if name == "device":
+                assert node["pattern"] == DEVICE_PATTERN, dotted
+                continue
+            r = RANGES[name]
+            if r.words:  # sigma: a word or a number
+                words = [alt for alt in node["oneOf"] if "const" in alt]
+                assert [w["const"] for w in words] == list(r.words), dotted
+                node = next(alt for alt in node["oneOf"] if "const" not in alt)
+            assert node["type"] == ("integer" if types[name] is int else "number"), dotted
+            assert {k: node[k] for k in BOUNDS if k in node} == r.schema(), dotted
+
+
+def _bad_config_values():
+    from ccma.parameters import RANGES
+
+    for name, dotted_keys in schema_locations().items():
+        r = RANGES.get(name)
+        bad = ["gpu"] if name == "device" else []
+        if r is not None:
+            bad += [r.low if r.low_open else r.low - 1] if r.low is not None else []
+            bad += [r.high if r.high_open else r.high + 0.5] if r.high is not None else []
+            bad += ["abc"] if r.words else []
+        for dotted in dotted_keys:
+            for value in bad:
+                yield dotted, value
+
+
+def test_every_out_of_range_value_stops_the_workflow_check():
+    """The check the Snakefile (and dvc.yaml's first stage) runs names every bad value."""
+    config = small_config()
+    config["baselines"]["probcover"]["probcover-delta"] = 0.5  # optional: present to be walked
+    assert plan.check_config(config, "params.yaml") is None
+    cases = list(_bad_config_values())
+    assert len(cases) > 40
+    for dotted, value in cases:
+        *parent, last = dotted.split(".")
+        if last == "*":  # a list: its first item bad
+            items = copy.deepcopy(config[parent[0]][parent[1]]) or [1]
+            error = plan.check_config(edit(config, ".".join(parent), [value, *items[1:]]), "params.yaml")
+            key = ".".join(parent + ["0"])
+        else:
+            error = plan.check_config(edit(config, dotted, value), "params.yaml")
+            key = dotted
+        assert error is not None and error.startswith(f"params.yaml: {key}: "), (dotted, value, error)
+        assert "\n" not in error
+
+
+@pytest.mark.parametrize("dotted, value, message", [
+    ("student.dropout", 1.5, "params.yaml: student.dropout: 1.5 is greater than or equal to the maximum of 1"),
+    # accepted by the schema before it followed ccma.parameters; the run then failed
+    ("ccma.alpha", 1.0, "params.yaml: ccma.alpha: 1.0 is greater than or equal to the maximum of 1"),
+    ("baselines.alfamix.alfamix-cap", 2.0,
+     "params.yaml: baselines.alfamix.alfamix-cap: 2.0 is greater than the maximum of 1"),
+])
+def test_out_of_range_values_stop_snakemake_first(tmp_path, dotted, value, message):
+    """`snakemake -n` itself stops on the first line, before planning any job."""
+    project = make_project(tmp_path / "p", edit(small_config(), dotted, value))
+    proc = snakemake(project, "-n", check=False)
+    assert proc.returncode != 0
+    assert [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()] == [message]
+    assert not (project / "data").exists()
+
+
 def test_sources_follow_imports():
     deps = plan.sources(ROOT, "ccma.strategies.powerbald", "ccma.loop")
     assert {"ccma/strategies/powerbald.py", "ccma/strategies/bald.py", "ccma/loop.py",
@@ -391,7 +508,7 @@ def _env_packages(path: Path) -> dict[str, str]:
     ("workflow/envs/al.yaml", []),
     ("workflow/envs/embed.yaml", ["embed"]),
     ("workflow/envs/report.yaml", ["report"]),
-    ("environment.yml", ["embed", "report", "workflow", "test"]),
+    ("environment.yml", ["embed", "report", "workflow", "test", "session"]),
 ])
 def test_environments_name_the_packages_of_pyproject(env, extras):
     tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")

@@ -137,4 +137,5 @@ def cmd_import(args) -> None:
 def cmd_export(args) -> None:
     summary = _session(args).export(args.out)
     print(f"{args.out}: {summary['images']} images, {summary['train_labels']} training and "
-          f"{summary['calibration_labels']} calibration labels; coverage {summary['coverage_guarantee']}")
+          f"{summary['calibration_labels']} calibration labels; conformal sets: coverage "
+          f"{summary['coverage_guarantee']}")

@@ -27,7 +27,7 @@ from ..errors import CCMAError, describe
 from ..features import prototype_path, read_prototypes, write_prototypes
 from ..geometry import pick_device
 from ..prototypes import MODEL_KEYS, TEMPLATES, class_prototypes
-from .engine import DATASET, data_dir
+from .engine import DATASET, Session, data_dir
 from .store import Store
 
 
@@ -175,6 +175,7 @@ def init_session(cfg: InitConfig, log=print) -> Store:
                                         **{k: mine[k] for k in MODEL_KEYS}})
         del encoder
     store.set_meta(complete=True)
+    Session(cfg.session_dir).prepare()
     return store
 
 

@@ -38,12 +38,13 @@ from ..conformal import calibrate_coverage, calibrate_size
 from ..errors import CCMAError
 from ..features import check_same_rows, feature_path, prototype_path, read_features, read_prototypes
 from ..geometry import pick_device
-from ..loop import _round_seed
+from ..loop import round_seed
 from ..strategies import QueryContext, get_strategy
 from ..strategies.base import PoolData
+from ..strategies.ccma import pool_clustering
 from ..student import Student, StudentConfig, StudentNet, train_student
 from ..teacher import teacher_log_posterior
-from .store import Conflict, QueueItem, Store
+from .store import QueueItem, Store
 
 DATASET = "session"                 # the dataset name of the session's stores
 SIZE_SAMPLE = 2000                  # pool images whose features fit CCMA's size targets
@@ -132,6 +133,7 @@ class Session:
         self.store = Store(self.dir)
         self.meta = self.store.meta()
         self.data = load_data(self.store)
+        self._calibration_set = set(self.data.calibration.tolist())
         k = self.data.n_classes
         self.strategy = get_strategy(strategy)
         overrides = {"k_teacher": min(3.0, k), "k_student": min(5.0, k)} if strategy == "ccma" else {}
@@ -170,12 +172,6 @@ class Session:
     def role(self, row_id: int) -> str:
         return "calibration" if row_id in self._calibration_set else "train"
 
-    @property
-    def _calibration_set(self) -> set:
-        if not hasattr(self, "_cal_set"):
-            self._cal_set = set(self.data.calibration.tolist())
-        return self._cal_set
-
     def answer(self, row_id: int, kind: str, label: int | None, annotator: str, source: str = "web",
                require_queued: bool = False, hold_s: float | None = None):
         if not 0 <= int(row_id) < len(self.data.teacher):
@@ -192,7 +188,7 @@ class Session:
         if len(rows) < 2:
             return None
         return train_student(self.data.student[rows], labels, self.data.n_classes, self.student_config,
-                             seed=_round_seed(self.meta["seed"], round_, 0))
+                             seed=round_seed(self.meta["seed"], round_, 0))
 
     def warm_up(self) -> None:
         """Train and discard a student on two images, so that torch's one-time set-up of
@@ -236,9 +232,19 @@ class Session:
         budget = min(self.batch, int(free.sum()))
         if budget == 0:
             return np.zeros(0, np.int64), None, {}
-        rng = np.random.default_rng(_round_seed(self.meta["seed"], round_, 1))
+        rng = np.random.default_rng(round_seed(self.meta["seed"], round_, 1))
         if student is None and (self.init == "random" or self.strategy.needs_student):
             return np.sort(rng.choice(d.pool[free], size=budget, replace=False)), "initial batch: random", {}
+        ctx = self._context(round_, student, train_rows, train_labels, free)
+        sel = self.strategy.query(ctx, budget, rng)
+        diagnostics = {k: sel.diagnostics[k] for k in DIAGNOSTICS if k in sel.diagnostics}
+        return d.pool[np.asarray(sel.indices, dtype=np.int64)], sel.fallback, diagnostics
+
+    def _context(self, round_: int, student: Student | None, train_rows: np.ndarray,
+                 train_labels: np.ndarray, free: np.ndarray) -> QueryContext:
+        """The strategy's view: the pool (every image but the calibration ones), the
+        training labels, and ``free`` (N_pool,) bool, the images it may choose."""
+        d = self.data
         labels = np.zeros(len(d.pool), np.int64)  # read by strategies only at labelled positions
         labeled = np.searchsorted(d.pool, train_rows)
         labels[labeled] = train_labels
@@ -247,13 +253,19 @@ class Session:
                         cal_student=d.student[d.size_sample], cal_teacher=d.teacher[d.size_sample],
                         cal_labels=np.zeros(len(d.size_sample), np.int64), prototypes=d.prototypes,
                         n_classes=d.n_classes, pool_key=hashlib.sha256(d.pool.tobytes()).hexdigest()[:16])
-        ctx = QueryContext(data=pool, labeled=labeled, student=student, params=self.params,
-                           seed=self.meta["seed"], round=round_, device=pick_device(self.student_config.device),
-                           cache_dir=data_dir(self.dir) / "clusters" / DATASET / self.meta["teacher"],
-                           _unlabeled=free)  # answered images (skips too) are never asked again
-        sel = self.strategy.query(ctx, budget, rng)
-        diagnostics = {k: sel.diagnostics[k] for k in DIAGNOSTICS if k in sel.diagnostics}
-        return d.pool[np.asarray(sel.indices, dtype=np.int64)], sel.fallback, diagnostics
+        return QueryContext(data=pool, labeled=labeled, student=student, params=self.params,
+                            seed=self.meta["seed"], round=round_, device=pick_device(self.student_config.device),
+                            cache_dir=data_dir(self.dir) / "clusters" / DATASET / self.meta["teacher"],
+                            selectable=free)  # answered images (skips too) are never asked again
+
+    def prepare(self) -> None:
+        """CCMA's k-means of the pool, computed now and cached (minutes at 50,000 images),
+        so that the first batch of ``serve`` or ``next`` does not wait for it."""
+        p = self.params
+        if self.strategy.name == "ccma" and p["subpool"] == "kmeans" and not p["recluster"] \
+                and len(self.data.pool) > p["subpool_size"]:  # smaller pools are scored whole
+            empty = np.zeros(0, np.int64)
+            pool_clustering(self._context(0, None, empty, empty, np.ones(len(self.data.pool), bool)))
 
     def sets(self, rows: np.ndarray, student: Student | None
              ) -> tuple[list[list[int]], list[list[int]] | None]:
@@ -396,4 +408,4 @@ def load_head(path) -> tuple[StudentNet, dict]:
     return net.eval(), {k: v for k, v in saved.items() if k != "state_dict"}
 
 
-__all__ = ["Conflict", "Session", "SessionData", "load_head", "ranked_set", "threshold"]
+__all__ = ["Session", "SessionData", "load_head", "ranked_set", "threshold"]

@@ -64,15 +64,6 @@ def fill_at_random(picked: np.ndarray, ctx: QueryContext, budget: int, rng: np.r
     return random_fill(picked, ctx, budget, rng), f"{why}; {need} of {budget} drawn uniformly at random"
 
 
-def require(params: dict, checks: dict) -> dict:
-    """Validate parameters before a run starts: ``checks`` maps a name to (test, wording).
-    Raises ValueError naming the CLI flag (the loop turns it into a one-line user error)."""
-    for name, (test, wording) in checks.items():
-        if not test(params[name]):
-            raise ValueError(f"--{name.replace('_', '-')} must be {wording}, got {params[name]!r}")
-    return params
-
-
 def join_notes(*notes: str | None) -> str | None:
     """Fallback notes joined with '; ', None when there are none."""
     return "; ".join(n for n in notes if n) or None

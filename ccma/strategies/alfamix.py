@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..acquisition import Clustering, cluster_representatives
 from ..geometry import as_tensor
-from ._common import (fill_at_random, kmeans_pp, l2_normalise, require, rows_per_block,
+from ._common import (fill_at_random, kmeans_pp, l2_normalise, rows_per_block,
                       seed_from)
 from .base import Param, QueryContext, Selection, register
 
@@ -132,16 +132,7 @@ def find_candidates(z: np.ndarray, pred: np.ndarray, anchors: np.ndarray, head: 
     return flips
 
 
-def check(params: dict) -> dict:
-    return require(params, {
-        "alfamix_cap": (lambda c: 0 < c <= 1, "in (0, 1]"),
-        "alfamix_steps": (lambda s: s >= 1, ">= 1"),
-        "alfamix_lr": (lambda r: r > 0, "> 0"),
-        "alfamix_l2": (lambda w: w >= 0, ">= 0"),
-    })
-
-
-@register("alfamix", params=PARAMS, resolve=check)
+@register("alfamix", params=PARAMS)
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """Alfa-mix: cluster the points whose label flips under anchor interpolation."""
     student, data = ctx.student, ctx.data

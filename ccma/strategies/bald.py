@@ -7,7 +7,7 @@ student's input dropout active (batch norm frozen); the b highest are queried.
 import numpy as np
 from scipy.special import xlogy
 
-from ._common import require, rows_per_block, top_b
+from ._common import rows_per_block, top_b
 from .base import Param, QueryContext, Selection, register
 
 PASSES = Param("mc_passes", 20, "BALD/PowerBALD: Monte-Carlo dropout passes R", int)
@@ -43,11 +43,7 @@ def mc_bald(ctx: QueryContext, positions: np.ndarray, passes: int,
     return out
 
 
-def check_passes(params: dict) -> dict:
-    return require(params, {"mc_passes": (lambda r: r >= 1, ">= 1")})
-
-
-@register("bald", params=(PASSES,), resolve=check_passes)
+@register("bald", params=(PASSES,))
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """BALD: top-b mutual information under MC dropout."""
     unlabeled = ctx.unlabeled

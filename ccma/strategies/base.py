@@ -2,7 +2,8 @@
 
 A strategy is a function ``query(ctx, budget, rng) -> Selection`` that returns ``budget``
 distinct positions of still-unlabelled pool rows. Its hyper-parameters are declared as
-``Param``s so that the CLI lists them (with defaults) and the run record hashes them.
+``Param``s so that the CLI lists them (with defaults and ranges) and the run record hashes
+them; the range of a numeric one is its entry in ``ccma.parameters.RANGES``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import CCMAError
+from ..parameters import RANGES, check
 from ..student import Student
 
 
@@ -25,6 +27,11 @@ class Param:
     help: str
     type: Callable = float
     choices: tuple | None = None
+
+    @property
+    def range(self):
+        """The allowed values of a numeric parameter (None for the others)."""
+        return RANGES.get(self.name)
 
 
 @dataclass
@@ -53,16 +60,18 @@ class QueryContext:
     round: int
     device: torch.device
     cache_dir: Path | None = None  # for per-(dataset, seed) caches such as k-means
-    _unlabeled: np.ndarray | None = field(default=None, repr=False)
+    # (N_pool,) bool: the positions a strategy may choose; None: every position not in
+    # ``labeled`` (a labelling session also excludes images a person skipped)
+    selectable: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def unlabeled_mask(self) -> np.ndarray:
-        """(N_pool,) bool, True where not yet labelled."""
-        if self._unlabeled is None:
+        """(N_pool,) bool, True where a strategy may choose (not yet labelled)."""
+        if self.selectable is None:
             mask = np.ones(len(self.data.labels), dtype=bool)
             mask[self.labeled] = False
-            self._unlabeled = mask
-        return self._unlabeled
+            self.selectable = mask
+        return self.selectable
 
     @property
     def unlabeled(self) -> np.ndarray:
@@ -95,9 +104,14 @@ class Strategy:
     resolve: Callable[[dict], dict] | None = None           # given params -> effective params
 
     def effective(self, given: dict) -> dict:
-        """Defaults overlaid with ``given`` (None = not given), then the strategy's resolver."""
+        """Defaults overlaid with ``given`` (None = not given), then the strategy's resolver;
+        a value outside its range is a CCMAError naming the option."""
         params = {**self.defaults(), **{k: v for k, v in given.items() if v is not None}}
-        return self.resolve(params) if self.resolve else params
+        params = self.resolve(params) if self.resolve else params
+        for name, value in params.items():
+            if name in RANGES:
+                check(name, value)
+        return params
 
     def defaults(self) -> dict:
         return {p.name: p.default for p in self.params}

@@ -8,8 +8,8 @@ negative); when fewer than b are positive the rest is drawn uniformly and record
 
 import numpy as np
 
-from ._common import fill_at_random, require
-from .bald import PASSES, check_passes, mc_bald
+from ._common import fill_at_random
+from .bald import PASSES, mc_bald
 from .base import Param, QueryContext, Selection, register
 
 BETA = Param("power_beta", 1.0, "PowerBALD: exponent beta of the sampling weights BALD^beta")
@@ -24,11 +24,7 @@ def power_sample(scores: np.ndarray, budget: int, beta: float,
     return positive[np.argsort(-keys, kind="stable")[:budget]]
 
 
-def check(params: dict) -> dict:
-    return require(check_passes(params), {"power_beta": (lambda b: b > 0, "> 0")})
-
-
-@register("powerbald", params=(PASSES, BETA), resolve=check)
+@register("powerbald", params=(PASSES, BETA))
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """PowerBALD: sample b with probability proportional to BALD^beta."""
     beta = ctx.params["power_beta"]

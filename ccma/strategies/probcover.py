@@ -30,7 +30,7 @@ import scipy.sparse as sp
 import torch
 
 from ..geometry import as_tensor, sq_dists
-from ._common import fill_at_random, kmeans_pp, l2_normalise, require, rows_per_block
+from ._common import fill_at_random, kmeans_pp, l2_normalise, rows_per_block
 from .base import Param, QueryContext, Selection, register
 
 PARAMS = (
@@ -115,14 +115,7 @@ def greedy_cover(graph: sp.csr_array, labeled: np.ndarray, budget: int) -> np.nd
     return np.asarray(picked, dtype=np.int64)
 
 
-def check(params: dict) -> dict:
-    return require(params, {
-        "probcover_purity": (lambda a: 0 < a <= 1, "in (0, 1]"),
-        "probcover_delta": (lambda d: d is None or d > 0, "> 0"),
-    })
-
-
-@register("probcover", params=PARAMS, needs_student=False, resolve=check)
+@register("probcover", params=PARAMS, needs_student=False)
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """ProbCover: greedy max coverage of delta-balls, delta from pseudo-label purity."""
     p = ctx.params

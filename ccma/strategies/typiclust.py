@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..geometry import as_tensor, sq_dists
-from ._common import fill_at_random, join_notes, kmeans_pp, require, rows_per_block
+from ._common import fill_at_random, join_notes, kmeans_pp, rows_per_block
 from .base import Param, QueryContext, Selection, register
 
 TYPICALITY_EPS = 1e-5
@@ -88,15 +88,7 @@ def select(x: np.ndarray, assign: np.ndarray, labeled: np.ndarray, budget: int, 
     return np.asarray(picked, dtype=np.int64), from_uncovered
 
 
-def check(params: dict) -> dict:
-    return require(params, {
-        "typiclust_max_clusters": (lambda k: k >= 1, ">= 1"),
-        "typiclust_knn": (lambda k: k >= 1, ">= 1"),
-        "typiclust_min_size": (lambda m: m >= 0, ">= 0"),
-    })
-
-
-@register("typiclust", params=PARAMS, needs_student=False, resolve=check)
+@register("typiclust", params=PARAMS, needs_student=False)
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """TypiClust: the most typical point of the largest uncovered clusters."""
     p = ctx.params

@@ -35,7 +35,7 @@ from scipy.special import softmax
 
 from ..geometry import as_tensor, nearest, sq_dists
 from ..student import train_student
-from ._common import fill_at_random, join_notes, l2_normalise, require, rows_per_block, seed_from
+from ._common import fill_at_random, join_notes, l2_normalise, rows_per_block, seed_from
 from .base import Param, QueryContext, Selection, register
 
 TEMPERATURES = np.round(np.arange(1.0, 20.0, 0.1), 1)
@@ -145,11 +145,7 @@ def herding(x: np.ndarray, u: np.ndarray, labeled_x: np.ndarray, sigma: float, b
     return np.asarray(chosen, dtype=np.int64)
 
 
-def check(params: dict) -> dict:
-    return require(params, {"uherding_val_fraction": (lambda f: 0 < f < 1, "in (0, 1)")})
-
-
-@register("uherding", params=PARAMS, resolve=check)
+@register("uherding", params=PARAMS)
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """UHerding: greedy uncertainty-weighted kernel coverage."""
     data = ctx.data

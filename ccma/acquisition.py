@@ -1,4 +1,4 @@
-"""CCMA acquisition, one round (SPEC sections 6 and 12): parameters, presets, ablation
+"""CCMA acquisition, one round (docs/method.md §6, §12): parameters, presets, ablation
 variants and the pure steps (subpool, candidates, greedy coverage, k-means selection)."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ REALIGN_MIN_CLASSES = 5
 
 @dataclass(frozen=True)
 class CCMAParams:
-    """Every knob of CCMA; defaults are the ``paper`` preset, variant V1."""
+    """Every knob of CCMA; defaults are the ``paper`` preset, variant V1. The numeric ones'
+    ranges are in ``ccma.parameters.RANGES``."""
 
     tau: float = 0.01                    # teacher temperature
     tau_floor: bool = False              # tau < 0.03 replaced by 0.07 (published code)
@@ -41,7 +42,7 @@ class CCMAParams:
     alpha: float = 0.1                   # error rate for coverage-targeted calibration
     calibrate_on: str = "calibration"    # calibration (D_cal) | subpool (sizes on the scored subpool)
     nonconformity: str = "one_minus_p"   # one_minus_p | neg_log_p
-    empty_set: str = "union"             # union (SPEC 5 fallback) | top1 (sets never empty)
+    empty_set: str = "union"             # union (docs/method.md §5's fallback) | top1 (never empty)
     subpool: str = "kmeans"              # kmeans | random | none
     subpool_size: int = 5000             # M
     per_cluster: int = 1                 # r, points taken per k-means cluster
@@ -62,7 +63,7 @@ VARIANTS = {  # the paper's Table 2
     "V5": {"subpool": "none", "diversity": False},
 }
 
-PRESETS = {  # SPEC section 12
+PRESETS = {  # docs/method.md §12
     "paper": {},
     "reference-code": {
         "nonconformity": "neg_log_p", "calibrate_on": "subpool", "empty_set": "top1",

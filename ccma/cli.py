@@ -1,4 +1,4 @@
-"""The ``ccma`` command line (SPEC section 13). Entry points only; the work is in the library.
+"""The ``ccma`` command line (docs/method.md §13). Entry points only; the work is in the library.
 
 Every user mistake ends in one line on stderr naming the option or file, exit status 2.
 """
@@ -167,7 +167,7 @@ def add_run(sub) -> None:
     p.add_argument("--seed", type=int, required=True, help=_ranged("AL seed", "seed"))
     p.add_argument("--rounds", type=int, default=20, help=_ranged("T", "rounds"))
     p.add_argument("--budget", type=int, default=None,
-                   help=_ranged("b, labels per round (default and 0: K)", "budget"))
+                   help=_ranged("b, labels per round (unset or 0: K)", "budget"))
     p.add_argument("--init", default="random", choices=INITS, help="how the first batch is chosen")
     p.add_argument("--name", default=None,
                    help="run name under runs/{dataset}/ (default: strategy[-variant][-preset])")
@@ -179,7 +179,7 @@ def add_run(sub) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help=_ranged("CPU threads for torch, faiss and BLAS (default: each library's "
                                 "own choice); the selections do not depend on it", "threads"))
-    g = p.add_argument_group("student (SPEC section 3)")
+    g = p.add_argument_group("student (docs/method.md §3)")
     for f in fields(StudentConfig):
         g.add_argument(_flag(f.name), type=type(f.default), default=f.default, dest=f"student_{f.name}",
                        help=_ranged(STUDENT_HELP[f.name], f.name))
@@ -369,7 +369,7 @@ def add_prototypes(sub) -> None:
     _backbone_options(p, default=DEFAULT_TEACHER)
     p.add_argument("--templates", type=Path, default=None,
                    help="file with one prompt template per line, '{}' marking the class name "
-                        "(default: SPEC section 2's 10 templates)")
+                        "(default: the 10 templates of docs/method.md §2)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.set_defaults(func=cmd_prototypes)
 
@@ -416,6 +416,55 @@ def cmd_fetch_weights(args) -> None:
         print(f"{backbone.name}: {where}")
 
 
+# ------------------------------------------------------------------ import-features / import-prototypes
+
+def _import_options(p: argparse.ArgumentParser, what: str) -> None:
+    _common(p, backbones=False)
+    p.add_argument("--backbone", required=True, help=f"store name the {what} are filed under")
+    p.add_argument("file", type=Path, help="a .npz, .parquet or .npy file (README, 'Bring your own embeddings')")
+    p.add_argument("--normalize", action="store_true",
+                   help="scale rows to unit L2 norm (without it, rows off unit norm are an error)")
+    p.add_argument("--classnames-file", type=Path, default=None,
+                   help="one class name per line in label-index order (default: the file's own)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+
+
+def add_import_features(sub) -> None:
+    p = sub.add_parser("import-features", formatter_class=HelpFormatter,
+                       help="features computed elsewhere to features/DATASET/BACKBONE.zarr")
+    _import_options(p, "features")
+    p.add_argument("--labels", type=Path, default=None, help="a .npy FILE only: its (N,) labels (.npy)")
+    p.add_argument("--split", type=Path, default=None, help="a .npy FILE only: its (N,) 'train'/'test' (.npy)")
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored dtype")
+    p.set_defaults(func=cmd_import_features)
+
+
+def cmd_import_features(args) -> None:
+    from .importing import import_features, read_classnames
+
+    names = read_classnames(args.classnames_file) if args.classnames_file else None
+    out, counts = import_features(args.data_dir, args.dataset, args.backbone, args.file,
+                                  normalize=args.normalize, dtype=args.dtype, labels=args.labels,
+                                  split=args.split, classnames=names, overwrite=args.overwrite)
+    print(f"{out}: {counts['train']} train / {counts['test']} test rows")
+
+
+def add_import_prototypes(sub) -> None:
+    p = sub.add_parser("import-prototypes", formatter_class=HelpFormatter,
+                       help="class-name embeddings computed elsewhere to prototypes/DATASET/BACKBONE.zarr")
+    _import_options(p, "prototypes")
+    p.set_defaults(func=cmd_import_prototypes)
+
+
+def cmd_import_prototypes(args) -> None:
+    from .importing import import_prototypes, read_classnames
+
+    names = read_classnames(args.classnames_file) if args.classnames_file else None
+    out, accuracy = import_prototypes(args.data_dir, args.dataset, args.backbone, args.file,
+                                      normalize=args.normalize, classnames=names, overwrite=args.overwrite)
+    print(f"{out}: teacher zero-shot test accuracy {accuracy:.4f}")
+
+
 # ------------------------------------------------------------------ session
 
 def add_session(sub) -> None:
@@ -428,7 +477,9 @@ def add_session(sub) -> None:
 
 COMMANDS = {"synth": add_synth, "splits": add_splits, "clusters": add_clusters, "run": add_run,
             "aggregate": add_aggregate, "download": add_download, "embed": add_embed,
-            "prototypes": add_prototypes, "fetch-weights": add_fetch_weights, "session": add_session}
+            "prototypes": add_prototypes, "fetch-weights": add_fetch_weights,
+            "import-features": add_import_features, "import-prototypes": add_import_prototypes,
+            "session": add_session}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

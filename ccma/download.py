@@ -1,4 +1,4 @@
-"""``ccma download``: fetch a dataset's files into ``raw/{dataset}/`` (SPEC 13).
+"""``ccma download``: fetch a dataset's files into ``raw/{dataset}/`` (docs/method.md §13).
 
 Each ``Resource`` is downloaded beside its target and renamed only once complete and its md5
 matches, then unpacked; a marker file records that a resource is fully in place and the md5

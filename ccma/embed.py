@@ -1,4 +1,4 @@
-"""Frozen backbones and ``ccma embed`` (SPEC sections 2 and 13).
+"""Frozen backbones and ``ccma embed`` (docs/method.md §2, §13).
 
 A ``Backbone`` is what a feature store is named after: the teacher through open_clip
 (default ``clip-vit-l-14``: ``ViT-L-14`` / ``openai``) and the student through transformers
@@ -92,7 +92,7 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in [
     _clip("clip-vit-b-16", "ViT-B-16", "openai"),
     _clip("clip-vit-b-32", "ViT-B-32", "openai"),
     _clip("clip-vit-h-14", "ViT-H-14", "laion2b_s32b_b79k"),
-    _clip("clip-vit-g-14", "ViT-g-14", "laion2b_s34b_b88k"),   # the authors' config (SPEC 12)
+    _clip("clip-vit-g-14", "ViT-g-14", "laion2b_s34b_b88k"),   # the authors' config (docs/method.md §12)
     _clip("clip-vit-bigg-14", "ViT-bigG-14", "laion2b_s39b_b160k"),
     _dinov2("small"), _dinov2("base"), _dinov2("large"), _dinov2("giant"),
     Backbone("tiny-clip", "open_clip", TINY_CLIP_CONFIG.stem, tiny=True),

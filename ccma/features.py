@@ -1,4 +1,4 @@
-"""Feature and prototype stores (Zarr v3), SPEC section 13.
+"""Feature and prototype stores (Zarr v3), docs/method.md §13.
 
 Feature store ``features/{dataset}/{backbone}.zarr``::
 

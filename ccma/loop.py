@@ -1,4 +1,4 @@
-"""The active-learning loop (SPEC section 1): train, evaluate, query; saved after every round.
+"""The active-learning loop (docs/method.md §1): train, evaluate, query; saved after every round.
 
 Every round's randomness is derived from (seed, round), so a run killed at any moment and
 started again continues from its last finished round and writes the same rows (timings

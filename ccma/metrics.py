@@ -1,4 +1,4 @@
-"""Learning-curve metrics (SPEC section 9): pure functions over arrays.
+"""Learning-curve metrics (docs/method.md §9): pure functions over arrays.
 
 A learning curve is the test accuracy at rounds t = 1..T (fractions in [0, 1]); round t has
 ``n_labeled[t]`` labels. Arrays may carry leading batch axes (seeds, strategies).

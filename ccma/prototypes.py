@@ -1,4 +1,4 @@
-"""Text prototypes of the CLIP teacher and ``ccma prototypes`` (SPEC sections 2 and 13).
+"""Text prototypes of the CLIP teacher and ``ccma prototypes`` (docs/method.md §2, §13).
 
 t_c: encode every template filled with class c's name, L2-normalise each prompt embedding,
 average them, L2-normalise again. The prototype store

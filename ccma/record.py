@@ -1,4 +1,4 @@
-"""The run record (SPEC sections 8 and 13): one Parquet row per round."""
+"""The run record (docs/method.md §8, §13): one Parquet row per round."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pool / calibration / test splits (SPEC sections 1 and 13).
+"""Pool / calibration / test splits (docs/method.md §1, §13).
 
 ``splits/{dataset}.npz`` holds three index arrays: ``pool`` and ``calibration`` index rows
 of the feature store's train split, ``test`` rows of its test split. The calibration split

@@ -1,4 +1,4 @@
-"""The student (SPEC section 3): input dropout -> batch norm without affine (the adapter) ->
+"""The student (docs/method.md §3): input dropout -> batch norm without affine (the adapter) ->
 linear head, trained from scratch on the labelled set every round.
 
 Every random choice (initialisation, dropout masks, batch order) draws from a
@@ -24,6 +24,8 @@ EVAL_CHUNK = 65536
 
 @dataclass(frozen=True)
 class StudentConfig:
+    """How the student trains; each value's range is in ``ccma.parameters.RANGES``."""
+
     dropout: float = 0.75
     lr: float = 1e-2
     weight_decay: float = 1e-2

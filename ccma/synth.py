@@ -1,4 +1,4 @@
-"""The synthetic cross-modal benchmark (SPEC section 11).
+"""The synthetic cross-modal benchmark (docs/method.md §11).
 
 Each of K classes is a mixture of a few modes, drawn independently in a teacher space
 (d_T) and a student space (d_S). In each space classes come in *confusable groups*: the

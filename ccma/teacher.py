@@ -1,4 +1,4 @@
-"""The teacher: zero-shot CLIP posterior from image embeddings and text prototypes (SPEC 3)."""
+"""The teacher: zero-shot CLIP posterior from image embeddings and text prototypes (docs/method.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CCMA acquisition pieces (SPEC 6), the ablation variants and the presets (SPEC 12)."""
+"""CCMA acquisition pieces, the ablation variants and the presets (docs/method.md §6, §12)."""
 
 from dataclasses import asdict, fields
 

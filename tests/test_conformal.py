@@ -1,4 +1,4 @@
-"""Split-conformal calibration (SPEC section 4) against brute force and the coverage theorem."""
+"""Split-conformal calibration (docs/method.md §4) against brute force and the coverage theorem."""
 
 import math
 

@@ -184,7 +184,7 @@ def test_digits_prototypes_follow_spec(digits_dir, encoders):
     assert protos.attrs["activation"] == "gelu"
     enc = encoders["tiny-clip"]
     tokenizer = enc.tokenizer
-    for c in (0, 9):   # SPEC 2, class by class: normalise each prompt, average, normalise
+    for c in (0, 9):   # docs/method.md §2, class by class: normalise each prompt, average, normalise
         with torch.no_grad():
             e = enc.module.encode_text(tokenizer([t.format(protos.classnames[c]) for t in TEMPLATES])).numpy()
         e = e / np.linalg.norm(e, axis=1, keepdims=True)

@@ -1,4 +1,4 @@
-"""The AL loop (SPEC 1, 8, 13): determinism, resume after a kill, the run record, CLI errors,
+"""The AL loop (docs/method.md §1, §8, §13): determinism, resume after a kill, the run record, CLI errors,
 and CCMA against random on the synthetic mismatch regime."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Learning-curve metrics on hand-made curves (SPEC section 9)."""
+"""Learning-curve metrics on hand-made curves (docs/method.md §9)."""
 
 import numpy as np
 import pytest

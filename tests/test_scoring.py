@@ -1,4 +1,4 @@
-"""The CCMA score (SPEC section 5) on small hand-computed cases."""
+"""The CCMA score (docs/method.md §5) on small hand-computed cases."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Feature/prototype stores and splits (SPEC 13): round trips and one-line rejections."""
+"""Feature/prototype stores and splits (docs/method.md §13): round trips and one-line rejections."""
 
 import numpy as np
 import pytest

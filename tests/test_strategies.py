@@ -1,4 +1,4 @@
-"""The eleven baselines of SPEC section 7 besides random: hand-built cases with known answers,
+"""The eleven baselines besides random (docs/method.md §7): hand-built cases with known answers,
 independent re-computations, determinism, and every fallback path (some through the loop)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The synthetic cross-modal benchmark (SPEC section 11)."""
+"""The synthetic cross-modal benchmark (docs/method.md §11)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The dataset registry (SPEC section 10).
+"""The dataset registry (docs/method.md §10).
 
 ``DATASETS`` maps a name to what ``ccma download`` fetches (``Resource``), what must lie in
 ``raw/{dataset}/`` and the loader that turns it into train/test images and labels.
@@ -105,7 +105,7 @@ def get_dataset(name: str) -> DatasetInfo:
 
 
 def raw_dir(data_dir, name: str) -> Path:
-    """``{data_dir}/raw/{name}`` (SPEC 13)."""
+    """``{data_dir}/raw/{name}`` (docs/method.md §13)."""
     return Path(data_dir) / "raw" / name
 
 

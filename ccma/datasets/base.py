@@ -1,4 +1,4 @@
-"""Images, splits and class names shared by the dataset loaders (SPEC sections 1 and 10).
+"""Images, splits and class names shared by the dataset loaders (docs/method.md §1, §10).
 
 A loader turns what lies on disk into a ``LoadedDataset``: a train and a test ``Split``
 (image source + int64 labels, rows in the dataset's own sample order) and the K class
@@ -23,7 +23,7 @@ from ..errors import CCMAError
 
 # torchvision's ImageFolder list, so a user's folder holds the same files in both tools
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-SPLIT_SEED = 0        # SPEC 1: fixed stratified split where a dataset has no official test split
+SPLIT_SEED = 0        # fixed stratified split where a dataset has no official test split
 TEST_FRACTION = 0.2
 
 
@@ -130,7 +130,7 @@ class LoadedDataset:
 
 def stratified_split(split: Split, names: list[str], test_fraction: float = TEST_FRACTION,
                      seed: int = SPLIT_SEED) -> tuple[Split, Split]:
-    """Stratified train/test split for datasets without an official one (SPEC 1, 10).
+    """Stratified train/test split for datasets without an official one (docs/method.md §1, §10).
 
     Each class c of n_c images gives max(1, round(test_fraction * n_c)) of them, drawn
     without replacement with ``np.random.default_rng(seed)`` (classes in label order), to

@@ -1,4 +1,4 @@
-"""One loader per dataset: what lies in ``raw/{dataset}/`` -> ``LoadedDataset`` (SPEC 10).
+"""One loader per dataset: what lies in ``raw/{dataset}/`` -> ``LoadedDataset`` (docs/method.md §10).
 
 Label indices and row order follow torchvision's dataset classes wherever torchvision has
 the dataset (the paper takes its class lists from there); the tests check this against

@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,7 +250,7 @@ def _write_csv(path: Path, frame: pd.DataFrame, index: bool = False) -> Path:
 
 
 def _findings(headline: list[DatasetResult], versus: dict[str, pd.DataFrame]) -> list[str]:
-    """One line per headline dataset: the best run by mean rank and CCMA's closest rival."""
+    """One line per headline dataset: the best run by mean rank and CCMA's strongest rival."""
     lines = []
     for res in headline:
         s = res.summary[res.summary["main"]].sort_values("mean_rank", kind="stable")
@@ -260,7 +261,7 @@ def _findings(headline: list[DatasetResult], versus: dict[str, pd.DataFrame]) ->
         v = versus.get(res.dataset)
         if v is not None and not v.empty:
             rival = v.loc[v["aulc_diff"].idxmin()]
-            line += (f"; CCMA's AULC minus that of its closest rival, {rival['run']}: "
+            line += (f"; CCMA's AULC minus that of its strongest rival, {rival['run']}: "
                      + _diff_text(rival["aulc_diff"], rival["aulc_diff_low"], rival["aulc_diff_high"],
                                   rival["paired_seeds"]))
         lines.append(line)
@@ -324,8 +325,9 @@ def write_report(data_dir, results_dir, cfg: ReportConfig = ReportConfig(),
     findings = _findings(headline, versus)
     if findings or checks:
         doc.heading(2, "Findings")
-        doc.bullets(findings + [f"{res.dataset}: {PIPELINE_CHECK} (see Pipeline checks; kept out "
-                                "of every table and ranking above it)" for res in checks])
+        doc.bullets(findings + [f"{res.dataset}: {PIPELINE_CHECK} (reported under Pipeline "
+                                "checks; kept out of every ranking and every table across datasets)"
+                                for res in checks])
     if runset.warnings:
         doc.heading(2, "Warnings")
         doc.bullets(runset.warnings)
@@ -459,8 +461,11 @@ def write_report(data_dir, results_dir, cfg: ReportConfig = ReportConfig(),
         doc.table(tab.fallback_summary(fallbacks))
 
     _appendix(doc, runset)
-    files.append(_write_text(results_dir / "metrics.json",
-                             json.dumps(tab.metrics_json(results), indent=2, sort_keys=True) + "\n"))
+    shutil.rmtree(results_dir / "metrics", ignore_errors=True)  # no file of a dropped run stays
+    for name, values in tab.metrics_json(results).items():
+        files.append(_write_text(results_dir / "metrics" / name, json.dumps(values, indent=2, sort_keys=True) + "\n"))
+    # every dataset's curves in one file: dvc.yaml's plot of accuracy vs labels per run
+    files.append(_write_csv(results_dir / "curves.csv", pd.concat([res.curves for res in results], ignore_index=True)))
     files.append(_write_text(results_dir / "report.md", doc.markdown(results_dir)))
     files.append(_write_text(results_dir / "report.html", doc.html("CCMA active-learning results")))
     return Report(results_dir, files, runset.warnings)

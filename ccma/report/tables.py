@@ -58,8 +58,8 @@ class ReportConfig:
             raise CCMAError(f"--targets: each target must be a percentage in (0, 100], got "
                             f"{[round(100 * t, 6) for t in self.targets]}")
         if not all(0 < t <= 1 for t in self.relative_targets):
-            raise CCMAError(f"--relative-targets: each must be a percentage in (0, 100], got "
-                            f"{[round(100 * t, 6) for t in self.relative_targets]}")
+            raise CCMAError(f"relative targets: each must be a fraction in (0, 1], got "
+                            f"{list(self.relative_targets)}")
         if not self.iterations or min(self.iterations) < 1:
             raise CCMAError(f"--rank-iterations: rounds are numbered from 1, got {list(self.iterations)}")
         if self.ties not in metrics.TIE_METHODS:
@@ -459,17 +459,17 @@ def fallback_summary(fallbacks: pd.DataFrame) -> pd.DataFrame:
         for (ds, run, message), g in groups])
 
 
-def metrics_json(results: list[DatasetResult]) -> dict:
-    """{dataset: {run: {aulc, final, ...}}}: small and stable, for ``dvc metrics``."""
+def metrics_json(results: list[DatasetResult]) -> dict[str, dict]:
+    """The files of ``metrics/``, for ``dvc metrics show``, which prints one row per file and
+    one column per key: ``{"DATASET/RUN.json": {aulc, final, mean_rank, seeds}}`` (seed means;
+    mean_rank null where the run is not ranked) and ``{"DATASET/teacher.json": {zero_shot}}``."""
     out = {}
     for res in results:
-        out[res.dataset] = {
-            "teacher_zero_shot_accuracy": _num(res.zero_shot),
-            **{row.run: {"aulc": _num(row.aulc_mean), "aulc_std": _num(row.aulc_std),
-                         "final": _num(row.final_mean), "final_std": _num(row.final_std),
-                         "seeds": int(row.seeds), "rounds": int(row.rounds)}
-               for row in res.summary.itertuples()},
-        }
+        out[f"{res.dataset}/teacher.json"] = {"zero_shot": _num(res.zero_shot)}
+        for row in res.summary.itertuples():
+            out[f"{res.dataset}/{row.run}.json"] = {
+                "aulc": _num(row.aulc_mean), "final": _num(row.final_mean),
+                "mean_rank": _num(row.mean_rank), "seeds": int(row.seeds)}
     return out
 
 

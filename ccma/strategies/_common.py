@@ -1,4 +1,4 @@
-"""Small helpers shared by the baseline strategies (SPEC section 7)."""
+"""Small helpers shared by the baseline strategies (docs/method.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-# One active-learning run per (dataset, run, seed) (SPEC 1, 13). The run table, with every
+# One active-learning run per (dataset, run, seed) (docs/method.md §1, §13). The run table, with every
 # option and the teacher each run gets, comes from ccma_plan.al_runs: baselines, ccma, its
 # presets (reference-code reads backbones.reference-code-teacher's stores on image datasets),
 # the ablation variants and the kappa/tau sensitivity runs. A killed run resumes from its last

@@ -1,4 +1,4 @@
-# CCMA's k-means subpool (SPEC 6.1), clustered once per dataset and seed and shared by every
+# CCMA's k-means subpool (docs/method.md §6), clustered once per dataset and seed and shared by every
 # CCMA run that uses it (V1, V4 and the kappa/tau sensitivity runs).
 
 

@@ -1,4 +1,4 @@
-# Dataset files (SPEC 10, 13) into raw/{dataset}/, for the datasets listed under
+# Dataset files (docs/method.md §10, §13) into raw/{dataset}/, for the datasets listed under
 # datasets.download. The rule tracks no code: what it writes is fixed by the source (md5
 # checked), and rerunning it would delete and fetch again the whole directory. It is a
 # local rule because compute nodes often have no internet.

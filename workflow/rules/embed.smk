@@ -1,4 +1,4 @@
-# Frozen features (SPEC 2): one store per image dataset and backbone (teacher, student and,
+# Frozen features (docs/method.md §2): one store per image dataset and backbone (teacher, student and,
 # where the reference-code runs use another teacher, that one), on a GPU (resources:
 # gpu, which the SLURM executor submits as --gpus=1). A killed job leaves a partial store;
 # Snakemake (like dvc repro) deletes it before the rerun, since it may come from other code

@@ -1,4 +1,4 @@
-# Text prototypes of a teacher (SPEC 2): the class names through the CLIP text tower,
+# Text prototypes of a teacher (docs/method.md §2): the class names through the CLIP text tower,
 # averaged over the templates; for TEACHER and, where the reference-code runs use another
 # teacher, for that one. The command also reports the teacher's zero-shot accuracy, which is
 # why it reads the teacher's feature store. A CPU encodes the few thousand prompts in

@@ -1,4 +1,4 @@
-# Aggregation (SPEC 9, 13): metrics, tables, figures and the report over every run record.
+# Aggregation (docs/method.md §9, §13): metrics, tables, figures and the report over every run record.
 
 
 rule aggregate:

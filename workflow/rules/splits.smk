@@ -1,4 +1,4 @@
-# The calibration hold-out (SPEC 1): fixed per dataset, independent of the AL seed.
+# The calibration hold-out (docs/method.md §1): fixed per dataset, independent of the AL seed.
 
 
 rule splits:

@@ -1,4 +1,4 @@
-# The synthetic cross-modal benchmark (SPEC 11): teacher and student stores and the teacher's
+# The synthetic cross-modal benchmark (docs/method.md §11): teacher and student stores and the teacher's
 # prototypes, in exactly the layout embed + prototypes give a real dataset.
 
 

@@ -1,7 +1,9 @@
 """What the workflow runs, computed from params.yaml: one place for the Snakefile and the tests.
 
 - ``check_config``: the JSON schema of workflow/schemas/params.schema.yaml plus the checks a
-  schema cannot express, reduced to one line naming the key.
+  schema cannot express, reduced to one line naming the key. The schema's numeric ranges
+  are ``ccma.parameters.RANGES`` (a test holds them equal), so the workflow and ``ccma run``
+  accept the same values.
 - ``flags``: a mapping of ``ccma`` options rendered the way DVC renders a dict in a ``cmd``
   (``--key value``, lists as several values), so both tools run the same command.
 - ``al_runs``: every active-learning run (dataset, run name, strategy, teacher, options),
@@ -94,6 +96,10 @@ def _check_references(config: dict, source: str) -> str | None:
                 return f"{source}: {key}: {name!r} is neither in datasets nor in synthetic"
             if section != "al" and name not in config["al"]["datasets"]:
                 return f"{source}: {key}: {name!r} is not in al.datasets"
+    options = yaml.safe_load(SCHEMA.read_text())["properties"]["baselines"]["properties"]
+    for name in config["al"]["strategies"]:
+        if options.get(name, {}).get("required") and name not in config["baselines"]:
+            return f"{source}: baselines.{name}: missing (al.strategies lists {name!r}, which takes options)"
     teacher, student = config["backbones"]["teacher"], config["backbones"]["student"]
     if teacher == student:
         return f"{source}: backbones.student: must differ from backbones.teacher ({teacher!r})"
@@ -125,7 +131,7 @@ def value(v) -> str:
 
 
 def protocol(config: dict) -> str:
-    """The AL protocol options every run shares (SPEC 1)."""
+    """The AL protocol options every run shares (docs/method.md §1)."""
     return flags({k: config["al"][k] for k in ("rounds", "budget", "init")})
 
 
@@ -174,11 +180,16 @@ def preset_teacher(config: dict, dataset: str, preset: str) -> str:
 
 
 def al_runs(config: dict) -> list[Run]:
-    """Every AL run of the configuration, seeds aside, in a stable order."""
+    """Every AL run of the configuration, seeds aside, in a stable order: the strategies of
+    al.strategies; the CCMA runs (presets, variants, sensitivity) only when it lists ccma."""
     teacher = config["backbones"]["teacher"]
     runs = []
+    strategies = config["al"]["strategies"]
     for ds in config["al"]["datasets"]:
-        runs += [Run(ds, name, name, teacher, dict(opts)) for name, opts in config["baselines"].items()]
+        runs += [Run(ds, name, name, teacher, dict(config["baselines"].get(name, {})))
+                 for name in strategies if name != "ccma"]
+        if "ccma" not in strategies:
+            continue
         runs.append(Run(ds, "ccma", "ccma", teacher, _ccma_options(config), kmeans_subpool=True))
         for preset in config["ccma"]["presets"]:
             # the reference-code preset re-clusters every round instead of using the cache

@@ -3,10 +3,14 @@
     python workflow/scripts/write_dvc_yaml.py        # rewrite dvc.yaml
     python workflow/scripts/write_dvc_yaml.py --check  # exit 1 when dvc.yaml is stale
 
-dvc.yaml is static (foreach/matrix over the lists of params.yaml), but its code
+dvc.yaml interpolates every value from params.yaml (foreach/matrix over its lists), with
+one exception: a matrix cannot skip a strategy, so it has one stage per strategy of
+params.yaml's al.strategies, and a baseline left out is never looked up. Its code
 dependencies are the same import closure the Snakefile computes (ccma_plan.sources), and
-writing them by hand would drift; tests/test_workflow.py runs --check. Everything else here
-mirrors workflow/rules/*.smk: the same commands, paths and options.
+writing them by hand would drift; tests/test_workflow.py runs --check, and check-params
+(workflow/scripts/check_params.py) stops `dvc repro` while dvc.yaml is not the one this
+script writes for the current params.yaml. Everything else here mirrors
+workflow/rules/*.smk: the same commands, paths and options.
 """
 
 from __future__ import annotations
@@ -111,7 +115,12 @@ def reads_checked(stage: dict) -> dict:
     return out
 
 
-def stages() -> dict:
+def stages(config: dict) -> dict:
+    """The stages for ``config`` (params.yaml): only its al.strategies decides which exist."""
+    strategies = config["al"]["strategies"]
+    ccma = "ccma" in strategies
+    # without CCMA no run reads R's stores (reference-code) or the k-means subpool
+    backbones, teachers = (BACKBONES, TEACHERS) if ccma else ([T, S], [T])
     st: dict = {}
     st["synth"] = {"foreach": "${synthetic}", "do": {
         "cmd": f"ccma synth --data-dir {QD} --dataset ${{key}} --teacher-backbone {T} "
@@ -130,7 +139,7 @@ def stages() -> dict:
     embed_opts = ["embed.batch-size", "embed.chunk-rows", "embed.dtype", "embed.device"]
     for suffix, key, raw in (("", "download", True), ("-local", "local", False)):
         st[f"embed{suffix}"] = {
-            "matrix": {"dataset": f"${{datasets.{key}}}", "backbone": BACKBONES},
+            "matrix": {"dataset": f"${{datasets.{key}}}", "backbone": backbones},
             "cmd": (f"ccma embed --data-dir {QD} --dataset ${{item.dataset}} --backbone ${{item.backbone}} "
                     "--batch-size ${embed.batch-size} --chunk-rows ${embed.chunk-rows} "
                     "--dtype ${embed.dtype} --device ${embed.device} --no-progress"),
@@ -141,7 +150,7 @@ def stages() -> dict:
         }
     for suffix, key in (("", "download"), ("-local", "local")):
         st[f"prototypes{suffix}"] = {
-            "matrix": {"dataset": f"${{datasets.{key}}}", "backbone": TEACHERS},
+            "matrix": {"dataset": f"${{datasets.{key}}}", "backbone": teachers},
             "cmd": (f"ccma prototypes --data-dir {QD} --dataset ${{item.dataset}} --backbone ${{item.backbone}} "
                     "--device ${embed.device}"),
             "deps": [f"{D}/features/${{item.dataset}}/${{item.backbone}}.zarr"] + code(*plan.MODULES["prototypes"]),
@@ -155,6 +164,37 @@ def stages() -> dict:
         "params": ["splits"],
         "outs": [f"{D}/splits/${{item}}.npz"],
     }}
+    al = {"dataset": "${al.datasets}"}
+    schema = yaml.safe_load(plan.SCHEMA.read_text())["properties"]["baselines"]["properties"]
+    for name in strategies:
+        if name == "ccma":
+            continue
+        has_options = bool(schema[name].get("properties"))
+        st[f"al-{name}"] = run_stage(al, name, name, f"${{baselines.{name}}}" if has_options else "",
+                                     PROTOCOL + ([f"baselines.{name}"] if has_options else []), False)
+    if ccma:
+        st.update(ccma_stages(al))
+    st["aggregate"] = {
+        "cmd": "ccma aggregate --data-dir '${data_dir}' --results-dir '${results_dir}' ${report}",
+        "deps": [f"{D}/runs"] + code(*plan.MODULES["aggregate"]),
+        "params": ["report"],
+        "outs": ["${results_dir}"],
+    }
+    check = {
+        "cmd": f"python workflow/scripts/check_params.py params.yaml '{CHECKED}' --dvc-yaml dvc.yaml",
+        "deps": ["params.yaml", "workflow/scripts/check_params.py", "workflow/scripts/ccma_plan.py",
+                 "workflow/scripts/write_dvc_yaml.py", str(plan.SCHEMA.relative_to(ROOT))],
+        # a one-line file: not cached; kept when the check fails, so that `dvc status`
+        # shows nothing to rerun once params.yaml is restored
+        "outs": [{CHECKED: {"cache": False, "persist": True}}],
+    }
+    return {"check-params": check, **{name: reads_checked(stage) for name, stage in st.items()}}
+
+
+def ccma_stages(al: dict) -> dict:
+    """CCMA's k-means subpools and its runs: the paper's, the presets, the ablation variants,
+    the sensitivity runs."""
+    st = {}
     st["clusters"] = {
         "matrix": {"dataset": "${al.datasets}", "seed": "${al.seeds}"},
         "cmd": (f"ccma clusters --data-dir {QD} --dataset ${{item.dataset}} --teacher-backbone {T} "
@@ -164,12 +204,6 @@ def stages() -> dict:
         "params": ["ccma.subpool-size", "ccma.kmeans-iters"],
         "outs": [cluster_file("${item.dataset}", "${item.seed}")],
     }
-    al = {"dataset": "${al.datasets}"}
-    schema = yaml.safe_load(plan.SCHEMA.read_text())
-    for name, spec in schema["properties"]["baselines"]["properties"].items():
-        has_options = bool(spec.get("properties")) if "$ref" not in spec else False
-        st[f"al-{name}"] = run_stage(al, name, name, f"${{baselines.{name}}}" if has_options else "",
-                                     PROTOCOL + ([f"baselines.{name}"] if has_options else []), False)
     st["al-ccma"] = run_stage(al, "ccma", "ccma", ccma_flags(), ccma_params(), True)
     # A preset sets tau itself (plan.PRESET_KEYS), so its runs do not read ccma.tau. The only
     # preset, reference-code, reads R's stores; a matrix cannot tell synthetic datasets (whose
@@ -189,21 +223,7 @@ def stages() -> dict:
                                   "ccma", "ccma-tau${item.tau}",
                                   ccma_flags(tau="${item.tau}") + " --name ccma-tau${item.tau}",
                                   ccma_params(tau=False), True)
-    st["aggregate"] = {
-        "cmd": "ccma aggregate --data-dir '${data_dir}' --results-dir '${results_dir}' ${report}",
-        "deps": [f"{D}/runs"] + code(*plan.MODULES["aggregate"]),
-        "params": ["report"],
-        "outs": ["${results_dir}"],
-    }
-    check = {
-        "cmd": f"python workflow/scripts/check_params.py params.yaml '{CHECKED}'",
-        "deps": ["params.yaml", "workflow/scripts/check_params.py", "workflow/scripts/ccma_plan.py",
-                 str(plan.SCHEMA.relative_to(ROOT))],
-        # a one-line file: not cached; kept when the check fails, so that `dvc status`
-        # shows nothing to rerun once params.yaml is restored
-        "outs": [{CHECKED: {"cache": False, "persist": True}}],
-    }
-    return {"check-params": check, **{name: reads_checked(stage) for name, stage in st.items()}}
+    return st
 
 
 class _Dumper(yaml.SafeDumper):
@@ -211,9 +231,10 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def document() -> str:
+def document(config: dict) -> str:
+    """dvc.yaml for ``config`` (params.yaml)."""
     body = {
-        "stages": stages(),
+        "stages": stages(config),
         "metrics": ["${results_dir}/metrics.json"],
         "plots": ["${results_dir}/rank_table.png", "${results_dir}/diagnostics.png"],
     }
@@ -225,7 +246,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only check that dvc.yaml is up to date")
     args = parser.parse_args()
     path = ROOT / "dvc.yaml"
-    text = document()
+    text = document(yaml.safe_load((ROOT / "params.yaml").read_text()))
     if args.check:
         if not path.exists() or path.read_text() != text:
             print(f"{path}: out of date; run python workflow/scripts/write_dvc_yaml.py", file=sys.stderr)

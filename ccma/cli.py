@@ -15,6 +15,25 @@ from .errors import CCMAError
 from .parameters import RANGES, check, check_device
 
 
+# What each command does: its --help, and the top-level --help, which lists the commands
+# without importing what they need (torch, zarr, matplotlib)
+SUMMARY = {
+    "synth": "write the synthetic cross-modal benchmark",
+    "splits": "hold out the stratified calibration split",
+    "clusters": "cache CCMA's k-means subpool clustering for one seed",
+    "run": "one active-learning run (dataset, strategy, seed)",
+    "aggregate": "metrics, tables, figures and the report of every run",
+    "download": "fetch a dataset into DATA_DIR/raw/DATASET",
+    "embed": "image features of one backbone to features/DATASET/BACKBONE.zarr",
+    "prototypes": "CLIP text prototypes to prototypes/DATASET/BACKBONE.zarr",
+    "fetch-weights": "fill the model caches (run where there is internet; compute nodes then "
+                     "run with HF_HUB_OFFLINE=1)",
+    "import-features": "features computed elsewhere to features/DATASET/BACKBONE.zarr",
+    "import-prototypes": "class-name embeddings computed elsewhere to prototypes/DATASET/BACKBONE.zarr",
+    "session": "label your own images: CCMA chooses, you answer",
+}
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad value is one line ('ccma run: error: ...'), not usage + error."""
 
@@ -49,7 +68,7 @@ def _common(p: argparse.ArgumentParser, backbones: bool = True, teacher_help: st
 def add_synth(sub) -> None:
     from .synth import REGIMES, SCALES, SynthConfig
 
-    p = sub.add_parser("synth", help="write the synthetic cross-modal benchmark",
+    p = sub.add_parser("synth", help=SUMMARY["synth"],
                        formatter_class=HelpFormatter)
     _common(p)
     p.add_argument("--regime", required=True, choices=sorted(REGIMES))
@@ -76,7 +95,7 @@ def cmd_synth(args) -> None:
 # ------------------------------------------------------------------ splits
 
 def add_splits(sub) -> None:
-    p = sub.add_parser("splits", help="hold out the stratified calibration split",
+    p = sub.add_parser("splits", help=SUMMARY["splits"],
                        formatter_class=HelpFormatter)
     _common(p)
     p.add_argument("--calibration-per-class", type=int, default=10,
@@ -106,7 +125,7 @@ def add_clusters(sub) -> None:
     from .acquisition import CCMAParams
 
     d = CCMAParams()
-    p = sub.add_parser("clusters", help="cache CCMA's k-means subpool clustering for one seed",
+    p = sub.add_parser("clusters", help=SUMMARY["clusters"],
                        formatter_class=HelpFormatter)
     _common(p)
     p.add_argument("--seed", type=int, required=True, help=_ranged("AL seed", "seed"))
@@ -159,7 +178,7 @@ def add_run(sub) -> None:
     from .acquisition import PRESET_TEACHERS
     from .loop import DEFAULT_TEACHER
 
-    p = sub.add_parser("run", help="one active-learning run (dataset, strategy, seed)",
+    p = sub.add_parser("run", help=SUMMARY["run"],
                        formatter_class=HelpFormatter)
     by_preset = "; ".join(f"{t} with --preset {name}" for name, t in PRESET_TEACHERS.items())
     _common(p, teacher_help=f"teacher feature store name (default: {DEFAULT_TEACHER}; {by_preset})")
@@ -246,14 +265,17 @@ def cmd_run(args) -> None:
 
 def add_aggregate(sub) -> None:
     from .metrics import TIE_METHODS
-    from .report import DEFAULT_ITERATIONS, DEFAULT_TARGETS, SENSITIVITY_PARAMS
+    from .report import DEFAULT_ITERATIONS, DEFAULT_RELATIVE_TARGETS, DEFAULT_TARGETS, SENSITIVITY_PARAMS
 
-    p = sub.add_parser("aggregate", help="metrics, tables, figures and the report of every run",
+    p = sub.add_parser("aggregate", help=SUMMARY["aggregate"],
                        formatter_class=HelpFormatter)
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="data directory (reads runs/)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where results go")
     p.add_argument("--targets", type=float, nargs="+", default=[100 * t for t in DEFAULT_TARGETS],
                    help="target accuracies in percent for labels-to-target")
+    p.add_argument("--relative-targets", type=float, nargs="*",
+                   default=[100 * t for t in DEFAULT_RELATIVE_TARGETS],
+                   help="labels-to-target also for these percentages of the dataset's best final accuracy")
     p.add_argument("--rank-iterations", type=int, nargs="+", default=list(DEFAULT_ITERATIONS),
                    help="rounds shown in the cross-dataset rank table")
     p.add_argument("--ties", default="min", choices=TIE_METHODS,
@@ -272,6 +294,7 @@ def cmd_aggregate(args) -> None:
     from .report import ReportConfig, write_report
 
     cfg = ReportConfig(targets=tuple(t / 100 for t in args.targets),
+                       relative_targets=tuple(t / 100 for t in args.relative_targets),
                        iterations=tuple(args.rank_iterations), ties=args.ties,
                        seeds=tuple(args.seeds) if args.seeds else None,
                        sensitivity=tuple(args.sensitivity), dpi=args.dpi)
@@ -308,7 +331,7 @@ def _resolve(args, name: str | None = None):
 
 
 def add_download(sub) -> None:
-    p = sub.add_parser("download", help="fetch a dataset into DATA_DIR/raw/DATASET",
+    p = sub.add_parser("download", help=SUMMARY["download"],
                        formatter_class=HelpFormatter)
     _common(p, backbones=False)
     _raw_dir(p)
@@ -323,7 +346,7 @@ def cmd_download(args) -> None:
 
 
 def add_embed(sub) -> None:
-    p = sub.add_parser("embed", help="image features of one backbone to features/DATASET/BACKBONE.zarr",
+    p = sub.add_parser("embed", help=SUMMARY["embed"],
                        formatter_class=HelpFormatter)
     _common(p, backbones=False)
     _backbone_options(p)
@@ -363,7 +386,7 @@ def cmd_embed(args) -> None:
 def add_prototypes(sub) -> None:
     from .loop import DEFAULT_TEACHER
 
-    p = sub.add_parser("prototypes", help="CLIP text prototypes to prototypes/DATASET/BACKBONE.zarr",
+    p = sub.add_parser("prototypes", help=SUMMARY["prototypes"],
                        formatter_class=HelpFormatter)
     _common(p, backbones=False)
     _backbone_options(p, default=DEFAULT_TEACHER)
@@ -392,8 +415,7 @@ def add_fetch_weights(sub) -> None:
     from .loop import DEFAULT_STUDENT, DEFAULT_TEACHER
 
     p = sub.add_parser("fetch-weights", formatter_class=HelpFormatter,
-                       help="fill the model caches (run where there is internet; compute nodes then "
-                            "run with HF_HUB_OFFLINE=1)")
+                       help=SUMMARY["fetch-weights"])
     _backbone_options(p, default=[DEFAULT_TEACHER, DEFAULT_STUDENT], many=True)
     p.set_defaults(func=cmd_fetch_weights)
 
@@ -431,7 +453,7 @@ def _import_options(p: argparse.ArgumentParser, what: str) -> None:
 
 def add_import_features(sub) -> None:
     p = sub.add_parser("import-features", formatter_class=HelpFormatter,
-                       help="features computed elsewhere to features/DATASET/BACKBONE.zarr")
+                       help=SUMMARY["import-features"])
     _import_options(p, "features")
     p.add_argument("--labels", type=Path, default=None, help="a .npy FILE only: its (N,) labels (.npy)")
     p.add_argument("--split", type=Path, default=None, help="a .npy FILE only: its (N,) 'train'/'test' (.npy)")
@@ -451,7 +473,7 @@ def cmd_import_features(args) -> None:
 
 def add_import_prototypes(sub) -> None:
     p = sub.add_parser("import-prototypes", formatter_class=HelpFormatter,
-                       help="class-name embeddings computed elsewhere to prototypes/DATASET/BACKBONE.zarr")
+                       help=SUMMARY["import-prototypes"])
     _import_options(p, "prototypes")
     p.set_defaults(func=cmd_import_prototypes)
 
@@ -482,13 +504,17 @@ COMMANDS = {"synth": add_synth, "splits": add_splits, "clusters": add_clusters, 
             "session": add_session}
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, brief: bool = False) -> argparse.ArgumentParser:
     """The parser; with ``only``, just that subcommand (each one imports its own modules, so a
-    workflow that calls ``ccma run`` hundreds of times does not pay for the report's imports)."""
+    workflow that calls ``ccma run`` hundreds of times does not pay for the report's imports);
+    ``brief``: the command names and summaries alone, which is all ``ccma --help`` and a
+    mistyped command need, so they answer without importing anything heavy."""
     parser = OneLineParser(prog="ccma", description="Conformal Cross-Modal Active Learning")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name, add in COMMANDS.items():
-        if only in (None, name):
+        if brief:
+            sub.add_parser(name, help=SUMMARY[name])
+        elif only in (None, name):
             add(sub)
     return parser
 
@@ -499,7 +525,8 @@ WRITE_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(command, brief=command is None).parse_args(argv)
     try:
         args.func(args)
     except CCMAError as exc:

@@ -13,10 +13,12 @@ Input files, one row per sample (features) or per class (prototypes):
   files (``labels=``, ``split=``), class names from a text file.
 
 Rows must be finite and L2-normalised (the stores hold unit rows, and the cosine geometry of
-the method assumes them); ``normalize=True`` scales them instead of refusing them, in
-float32 as ``ccma embed`` does; without it rows are stored as given. Every problem is one CCMAError naming the file and what is
-wrong. A store is written whole in a temporary folder renamed into place, so an import
-killed half-way leaves nothing behind and is simply run again.
+the method assumes them): rows off unit norm are refused, since scaling them silently would
+hide a pipeline that forgot to normalise (or normalised another way); ``normalize=True``
+scales them instead, in float32 as ``ccma embed`` does. Without it rows are stored as given.
+Every problem is one CCMAError naming the file and what is wrong. A store is written whole
+in a temporary folder renamed into place, so an import killed half-way leaves nothing
+behind and is simply run again.
 """
 
 from __future__ import annotations
@@ -197,7 +199,7 @@ def import_features(data_dir, dataset: str, backbone: str, file, *, normalize: b
     where = np.asarray(rows.split).astype(str)
     if where.shape != (n,):
         raise CCMAError(f"{file}: split has shape {where.shape}, expected ({n},) like the embeddings")
-    unknown = sorted(set(np.unique(where)) - set(SPLITS))
+    unknown = sorted(set(np.unique(where).tolist()) - set(SPLITS))
     if unknown:
         raise CCMAError(f"{file}: split holds {unknown[:3]}; every row must be 'train' or 'test'")
     parts = {s: np.flatnonzero(where == s) for s in SPLITS}

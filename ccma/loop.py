@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import zarr
 from tqdm.auto import tqdm
 
 from . import record
@@ -62,6 +63,11 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def pool_key(pool_rows: np.ndarray) -> str:
+    """What identifies a pool (rows (N_pool,) int64 of the splits file) in records and caches."""
+    return hashlib.sha256(pool_rows.tobytes()).hexdigest()[:16]
+
+
 def load_run_data(data_dir, dataset: str, teacher_backbone: str, student_backbone: str) -> RunData:
     teacher = read_features(feature_path(data_dir, dataset, teacher_backbone))
     student = read_features(feature_path(data_dir, dataset, student_backbone))
@@ -83,8 +89,7 @@ def load_run_data(data_dir, dataset: str, teacher_backbone: str, student_backbon
         cal_student=f32(student.train.embeddings[splits.calibration]),
         cal_teacher=f32(teacher.train.embeddings[splits.calibration]),
         cal_labels=teacher.train.labels[splits.calibration],
-        prototypes=protos.prototypes, n_classes=k,
-        pool_key=hashlib.sha256(splits.pool.tobytes()).hexdigest()[:16],
+        prototypes=protos.prototypes, n_classes=k, pool_key=pool_key(splits.pool),
     )
     test_teacher = teacher.test.embeddings[splits.test]
     return RunData(pool, f32(student.test.embeddings[splits.test]), teacher.test.labels[splits.test],
@@ -174,16 +179,17 @@ def run(cfg: RunConfig, progress: bool | None = None, log=print, overwrite: bool
     except ValueError as exc:
         raise CCMAError(f"--strategy {cfg.strategy}: {exc}") from None
     check_options(cfg, params)
+    done = _complete_before_reading(cfg, strategy, params)
+    if done is not None:
+        log(f"{done}: already complete with these parameters")
+        return done
     data = load_run_data(cfg.data_dir, cfg.dataset, cfg.teacher_backbone, cfg.student_backbone)
     pool = data.pool
-    budget, params = validate(cfg, strategy, params, len(pool.labels), pool.n_classes, log)
+    budget, params, identity = _identity(cfg, strategy, params, len(pool.labels), pool.n_classes,
+                                         pool.pool_key, log)
     name = cfg.name or run_name(cfg.strategy, params)
     final = record.run_path(cfg.data_dir, cfg.dataset, name, cfg.seed)
     partial = record.partial_path(final)
-    identity = {"dataset": cfg.dataset, "strategy": cfg.strategy, "params": params,
-                "rounds": cfg.rounds, "budget": budget, "init": cfg.init, "seed": cfg.seed,
-                "teacher": cfg.teacher_backbone, "student": cfg.student_backbone,
-                "student_config": asdict(cfg.student), "pool": pool.pool_key}
     params_hash = _hash(identity)
 
     for path in (final, partial):
@@ -262,6 +268,44 @@ def run(cfg: RunConfig, progress: bool | None = None, log=print, overwrite: bool
         _finished(final, params_hash, identity, overwrite, log)
     record.write_rows(final, rows, meta)
     partial.unlink(missing_ok=True)
+    return final
+
+
+def _identity(cfg: RunConfig, strategy: Strategy, params: dict, n_pool: int, n_classes: int,
+              key: str, log) -> tuple[int, dict, dict]:
+    """The batch size, the parameters (``validate``) and the identity a run record is hashed
+    from: everything that changes its results. From the data it needs only the pool's size
+    and key and K."""
+    budget, params = validate(cfg, strategy, params, n_pool, n_classes, log)
+    identity = {"dataset": cfg.dataset, "strategy": cfg.strategy, "params": params,
+                "rounds": cfg.rounds, "budget": budget, "init": cfg.init, "seed": cfg.seed,
+                "teacher": cfg.teacher_backbone, "student": cfg.student_backbone,
+                "student_config": asdict(cfg.student), "pool": key}
+    return budget, params, identity
+
+
+def _complete_before_reading(cfg: RunConfig, strategy: Strategy, params: dict) -> Path | None:
+    """The run's finished record when it was made with these parameters, told from the splits
+    file and the prototype store's attributes (the pool and K) without reading the feature
+    stores, so that a workflow re-asking for finished runs does not load them each time.
+    None whenever that cannot be told this way: the full path then decides, and reports any
+    problem in one line."""
+    try:
+        splits = load_splits(split_path(cfg.data_dir, cfg.dataset), dataset=cfg.dataset)
+        protos = zarr.open_group(str(prototype_path(cfg.data_dir, cfg.dataset, cfg.teacher_backbone)),
+                                 mode="r").attrs
+        if protos.get("complete") is not True or not isinstance(protos.get("classnames"), list):
+            return None
+        _, params, identity = _identity(cfg, strategy, params, len(splits.pool), len(protos["classnames"]),
+                                        pool_key(splits.pool), log=lambda _: None)
+        final = record.run_path(cfg.data_dir, cfg.dataset, cfg.name or run_name(cfg.strategy, params), cfg.seed)
+        if not final.exists() or record.read_rows(final)[1].get("params_hash") != _hash(identity):
+            return None
+    except Exception:  # noqa: BLE001 - any doubt (a missing or damaged file) takes the full path
+        return None
+    for path in (final, record.partial_path(final)):
+        clean_stale(path)
+    record.remove_stale_partial(final)
     return final
 
 

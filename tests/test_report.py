@@ -265,13 +265,16 @@ def test_report_contents_and_self_contained_html(built):
     assert fallbacks[["dataset", "run", "seed", "round"]].values.tolist() == [["alpha", "ccma", 2, 1]]
 
 
-def test_metrics_json_for_dvc(built):
-    _, results, _ = built
-    m = json.loads((results / "metrics.json").read_text())
+def test_metrics_for_dvc(built):
+    _, results, report = built
     per_seed = [_aulc([a + OFFSET[seed] for a in ALPHA["ccma"]]) for seed in SEEDS]
-    assert m["alpha"]["ccma"]["aulc"] == pytest.approx(np.mean(per_seed), abs=1e-6)
-    assert m["beta"]["ccma"]["final"] == pytest.approx(0.695, abs=1e-6)  # seeds 1, 2: 0.69, 0.70
-    assert m["alpha"]["teacher_zero_shot_accuracy"] == pytest.approx(0.61)
+    ccma = json.loads((results / "metrics" / "alpha" / "ccma.json").read_text())
+    assert ccma["aulc"] == pytest.approx(np.mean(per_seed), abs=1e-6) and ccma["seeds"] == 3
+    beta = json.loads((results / "metrics" / "beta" / "ccma.json").read_text())
+    assert beta["final"] == pytest.approx(0.695, abs=1e-6)  # seeds 1, 2: 0.69, 0.70
+    teacher = json.loads((results / "metrics" / "alpha" / "teacher.json").read_text())
+    assert teacher["zero_shot"] == pytest.approx(0.61)
+    assert results / "metrics" / "alpha" / "ccma.json" in report.files
 
 
 def test_cli_aggregate(tmp_path, capsys):
@@ -280,13 +283,15 @@ def test_cli_aggregate(tmp_path, capsys):
         write_fake_run(data, "gamma", "random", seed, [0.2, 0.5, 0.9], 4, 0.5)
     out = tmp_path / "res"
     assert main(["aggregate", "--data-dir", str(data), "--results-dir", str(out),
-                 "--targets", "45", "95", "--rank-iterations", "1", "3", "--dpi", "60",
+                 "--targets", "45", "95", "--relative-targets", "50", "--rank-iterations", "1", "3", "--dpi", "60",
                  "--seeds", "1", "2", "3", "--no-progress"]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip().endswith("report.html")
     assert "gamma/random: seed(s) 3 missing" in captured.err
     s = pd.read_csv(out / "gamma" / "summary.csv")
     assert s["labels_to_45%"][0] == 8  # seed mean 0.195, 0.495, 0.895 and np.isnan(s["labels_to_95%"][0])
+    assert s["labels_to_50% of best"][0] == 8  # half of 0.895 is first reached at round 2
+    assert "labels_to_90% of best" not in s.columns
     assert (out / "report.html").stat().st_size > 0
 
 
@@ -297,6 +302,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     write_fake_run(tmp_path, "gamma", "random", 1, [0.2, 0.5], 4, 0.5)
     assert main(["aggregate", "--data-dir", str(tmp_path), "--targets", "120"]) == 2
     assert "--targets" in capsys.readouterr().err
+    assert main(["aggregate", "--data-dir", str(tmp_path), "--relative-targets", "150"]) == 2
+    assert "--relative-targets: each must be a percentage in (0, 100], got [150.0]" in capsys.readouterr().err
     assert main(["aggregate", "--data-dir", str(tmp_path), "--sensitivity", "kapa"]) == 2
     assert "--sensitivity: kapa not a numeric CCMA parameter" in capsys.readouterr().err
     bad = record.run_path(tmp_path, "gamma", "broken", 1)

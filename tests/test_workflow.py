@@ -40,7 +40,9 @@ RUNS_ON_DIGITS = {  # the small configuration's runs, named as ccma.loop.run_nam
 # Directories with a space in their names: every path must reach `ccma` as one argument.
 SPACED = {"data_dir": "data/with space", "results_dir": "results/with space"}
 CHECK = "check-params"  # dvc.yaml's first stage; every other stage reads its output
-AGGREGATE = {"results/report.md", "results/report.html", "results/metrics.json",
+STRATEGIES = ["random", "uncertainty", "entropy", "margins", "bald", "powerbald", "badge", "alfamix",
+              "coreset", "typiclust", "probcover", "uherding", "ccma"]  # al.strategies' names
+AGGREGATE = {"results/report.md", "results/report.html", "results/metrics", "results/curves.csv",
              "results/labels_to_target.csv", "results/digits/summary.csv", "results/digits/curves.csv"}
 
 
@@ -57,8 +59,8 @@ def small_config() -> dict:
                               "n-test": 100, "teacher-dim": 16, "student-dim": 24}}
     # tiny-clip is the only random tiny CLIP, so the reference-code runs read the teacher's store
     c["backbones"] = {"teacher": "tiny-clip", "student": "tiny-dinov2", "reference-code-teacher": "tiny-clip"}
-    c["embed"]["device"] = "cpu"
-    c["al"] = {"datasets": ["digits"], "seeds": [1], "rounds": 2, "budget": 0, "init": "random"}
+    c["embed"]["device"] = c["prototypes"]["device"] = "cpu"
+    c["al"].update(datasets=["digits"], seeds=[1], rounds=2)
     c["student"].update({"max-epochs": 30, "device": "cpu"})
     c["ccma"]["subpool-size"] = 200
     c["ablation"] = {"datasets": ["digits"], "variants": ["V3"]}
@@ -174,12 +176,14 @@ def test_schema_requires_and_describes_every_key():
         assert sub.get("description") or resolved.get("description"), f"{key}: no description"
         if key.split(".")[-1] not in required:
             optional.add(key)
-    # The only optional keys: synthetic knobs that override a regime's default, and the
-    # ProbCover radius whose absence means 'estimate it' (a null cannot reach the CLI).
+    # The only optional keys: synthetic knobs that override a regime's default, the
+    # ProbCover radius whose absence means 'estimate it' (a null cannot reach the CLI), and
+    # the options of the baselines, which only those in al.strategies need.
     assert optional == {f"synthetic.*.{k}" for k in (
         "seed", "n-classes", "n-train", "n-test", "teacher-dim", "student-dim", "modes", "mode-spread",
         "group-size", "group-strength", "teacher-accuracy", "confusion-mismatch", "student-noise",
-        "prototype-noise", "prototype-offset", "dtype")} | {"baselines.probcover.probcover-delta"}
+        "prototype-noise", "prototype-offset", "dtype")} | {"baselines.probcover.probcover-delta"} | {
+        f"baselines.{name}" for name in STRATEGIES if name != "ccma"}
 
 
 def _mappings(node, where=""):
@@ -221,6 +225,83 @@ def test_paper_experiment():
     names = {r.name for r in plan.al_runs(c) if r.dataset == "cifar100"}
     assert len([r for r in plan.al_runs(c) if r.dataset == "food101"]) == 14  # 12 baselines, ccma, preset
     assert {"ccma", "ccma-reference-code", "ccma-V2", "ccma-V5", "random", "uherding"} <= names
+
+
+def test_paper_embed_jobs_stop_at_once_without_a_gpu(tmp_path, capsys, monkeypatch):
+    """The paper's embed.device is cuda: an embed job that lands on a node without a GPU
+    stops with one line (auto would embed on the node's CPU for days); prototypes, a CPU
+    job, keeps auto."""
+    import torch
+
+    from ccma.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    c = paper()
+    assert (c["embed"]["device"], c["prototypes"]["device"]) == ("cuda", "auto")
+    assert main(["embed", "--data-dir", str(tmp_path), "--dataset", "digits", "--backbone", "tiny-clip",
+                 "--device", c["embed"]["device"], "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == ("ccma embed: error: --device cuda: this machine has no CUDA GPU "
+                                    "(torch.cuda.is_available() is False); use --device cpu or auto")
+    assert not any(tmp_path.iterdir())
+
+
+def subset_config() -> dict:
+    """The small configuration running two baselines only, with the options of the others
+    removed from params.yaml."""
+    c = small_config()
+    c["al"]["strategies"] = ["random", "bald"]
+    c["baselines"] = {"bald": c["baselines"]["bald"]}
+    return c
+
+
+def test_strategies_are_the_registry():
+    from ccma.strategies import REGISTRY
+
+    assert set(schema_at("al.strategies.*")["enum"]) == set(REGISTRY) == set(STRATEGIES)
+    for config in ("params.yaml", "config/demo.yaml"):
+        assert yaml.safe_load((ROOT / config).read_text())["al"]["strategies"] == STRATEGIES
+
+
+def test_a_strategy_subset_reads_only_its_options():
+    c = subset_config()
+    assert plan.check_config(c, "params.yaml") is None
+    assert [r.name for r in plan.al_runs(c)] == ["random", "bald"]
+    assert plan.reference_stores(edit(c, "backbones.reference-code-teacher", "clip-vit-g-14")) == []
+    assert plan.check_config(edit(c, "baselines", {}), "params.yaml") == (
+        "params.yaml: baselines.bald: missing (al.strategies lists 'bald', which takes options)")
+    assert plan.check_config(edit(c, "al.strategies", ["random", "lasso"]), "params.yaml").startswith(
+        "params.yaml: al.strategies.1: 'lasso' is not one of ['random', ")
+    # ccma brings every CCMA run of the configuration
+    with_ccma = edit(c, "al.strategies", ["ccma", "random"])
+    assert [r.name for r in plan.al_runs(with_ccma)] == [
+        "random", "ccma", "ccma-reference-code", "ccma-V3", "ccma-kappa5", "ccma-tau0.1"]
+
+
+def test_a_strategy_subset_in_both_tools(tmp_path):
+    """Snakemake plans the runs of the listed strategies only. The dvc.yaml written for the
+    full list is refused by check-params, in one line, before any other stage runs; rewritten,
+    it has the stages and commands of Snakemake's plan and never looks up the options of an
+    unlisted baseline (before, removing one failed: Could not find 'baselines.bald')."""
+    c = subset_config()
+    project = make_project(tmp_path / "p", {**c, "baselines": small_config()["baselines"]})
+    dvc(project, "init", "--no-scm", "-q")
+    proc = dvc(project, "repro", check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert [line for line in output.splitlines() if line.startswith("dvc.yaml")] == [
+        "dvc.yaml: not written for params.yaml (al.strategies or the code changed); run python "
+        "workflow/scripts/write_dvc_yaml.py, then dvc repro"]
+    assert re.findall(r"Running stage '([^']+)'", output) == [CHECK]
+    write_config(project, c)
+    run([sys.executable, "workflow/scripts/write_dvc_yaml.py"], project)
+    planned_jobs = dry_run(project)
+    runs = {out for out, job in planned_jobs.items() if job["rule"] == "al"}
+    assert runs == run_outputs({"random", "bald"})
+    assert not any(job["rule"] == "clusters" for job in planned_jobs.values())
+    _assert_dvc_mirrors(project, planned_jobs, same_inputs=True)
+    run([sys.executable, "workflow/scripts/check_params.py", "params.yaml", tmp_path / "stamp",
+         "--dvc-yaml", "dvc.yaml"], project)
 
 
 def test_reference_code_runs_read_their_teacher():
@@ -634,6 +715,36 @@ def test_selective_recompute_dvc(dvc_built, dotted, value, runs):
     assert CHECK in changed
     assert len(changed) == len(runs) + 1 and all(name.startswith("al-") for name in changed - {CHECK})
     assert set(re.findall(r"Running stage '([^']+)'", dry)) == changed
+
+
+@pytest.mark.workflow
+def test_dvc_metrics_and_plots(dvc_built):
+    """`dvc metrics show` prints a row per (dataset, run) with its headline numbers (it
+    printed one row of about 300 columns), and `dvc plots show` draws every run's curve from
+    curves.csv, a colour per run."""
+    shown = json.loads(dvc(dvc_built, "metrics", "show", "--json").stdout)
+    rows = {path: v["data"] for rev in shown.values() for path, v in rev["data"].items()}
+    assert set(rows) == {f"results/metrics/digits/{name}.json" for name in RUNS_ON_DIGITS | {"teacher"}}
+    summary = {r["run"]: r for r in csv_rows(dvc_built / "results/digits/summary.csv")}
+    for name in RUNS_ON_DIGITS:
+        row = rows[f"results/metrics/digits/{name}.json"]
+        assert set(row) <= {"aulc", "final", "mean_rank", "seeds"} and {"aulc", "final", "seeds"} <= set(row)
+        assert row["aulc"] == pytest.approx(float(summary[name]["aulc_mean"]), abs=1e-5)
+        assert row["final"] == pytest.approx(float(summary[name]["final_mean"]), abs=1e-5)
+    assert set(rows["results/metrics/digits/teacher.json"]) == {"zero_shot"}
+    plots = json.loads(dvc(dvc_built, "plots", "show", "--json", "-o", dvc_built / "plots").stdout)["data"]
+    [curves] = plots["results/curves.csv"]
+    assert curves["content"]["spec"]["encoding"]["color"]["field"] == "run"
+    points = curves["content"]["data"]["values"]
+    assert {p["run"] for p in points} == RUNS_ON_DIGITS
+    assert sorted(float(p["n_labeled"]) for p in points if p["run"] == "ccma") == [10.0, 20.0]
+
+
+def csv_rows(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def _ccma_args(cmd: str):

@@ -14,8 +14,8 @@ writes under a results folder, each file atomically:
   ablation and kappa/tau sensitivity (the last three when such runs exist).
 - ``rank_table.{csv,md,png}`` (the paper's Table 1), ``ablation.{csv,md}`` (its Table 2),
   ``labels_to_target.{csv,md}``, ``fallbacks.csv``, ``diagnostics.png`` (CCMA across
-  datasets), ``metrics.json`` (for ``dvc metrics``), ``report.md`` and a self-contained
-  ``report.html``.
+  datasets), ``metrics/{dataset}/{run}.json`` (for ``dvc metrics show``), ``curves.csv``
+  (every dataset's, for ``dvc plots``), ``report.md`` and a self-contained ``report.html``.
 
 Three modules, each readable alone: ``tables`` (loading, statistics, every table),
 ``figures`` (every PNG) and ``document`` (the Markdown/HTML report and ``write_report``).

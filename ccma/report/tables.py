@@ -58,8 +58,8 @@ class ReportConfig:
             raise CCMAError(f"--targets: each target must be a percentage in (0, 100], got "
                             f"{[round(100 * t, 6) for t in self.targets]}")
         if not all(0 < t <= 1 for t in self.relative_targets):
-            raise CCMAError(f"relative targets: each must be a fraction in (0, 1], got "
-                            f"{list(self.relative_targets)}")
+            raise CCMAError(f"--relative-targets: each must be a percentage in (0, 100], got "
+                            f"{[round(100 * t, 6) for t in self.relative_targets]}")
         if not self.iterations or min(self.iterations) < 1:
             raise CCMAError(f"--rank-iterations: rounds are numbered from 1, got {list(self.iterations)}")
         if self.ties not in metrics.TIE_METHODS:

@@ -16,6 +16,9 @@ mean_x [r(x) >= delta] and the largest delta with purity >= alpha is exactly the
 
 The delta-ball graph is built in blocks of rows against the rows after them and mirrored,
 so it is exactly symmetric and never dense; it is kept as a CSR matrix of int32 indices.
+delta and the graph depend only on the pool's features, the seed and the options, never on
+the labelled set, so with a cache folder they are computed once per run (the O(N^2 d) part)
+and every later round only runs the greedy, which removes what the labelled set covers.
 
 When every point is covered before b are chosen, the published greedy has nothing left to
 gain; the rest is drawn uniformly at random and recorded as a fallback.
@@ -23,12 +26,16 @@ gain; the rest is drawn uniformly at random and recorded as a fallback.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..atomic import save_npz
 from ..geometry import as_tensor, sq_dists
 from ._common import fill_at_random, kmeans_pp, l2_normalise, rows_per_block
 from .base import Param, QueryContext, Selection, register
@@ -115,17 +122,51 @@ def greedy_cover(graph: sp.csr_array, labeled: np.ndarray, budget: int) -> np.nd
     return np.asarray(picked, dtype=np.int64)
 
 
-@register("probcover", params=PARAMS, needs_student=False)
-def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
-    """ProbCover: greedy max coverage of delta-balls, delta from pseudo-label purity."""
+def _graph(x: np.ndarray, ctx: QueryContext) -> tuple[float, sp.csr_array]:
     p = ctx.params
-    x = l2_normalise(ctx.data.student)
     if p["probcover_delta"] is None:
         delta_sq = estimate_delta_sq(x, ctx.data.n_classes, p["probcover_purity"], ctx.seed,
                                      ctx.device)
     else:
         delta_sq = float(p["probcover_delta"]) ** 2
-    graph = ball_graph(x, delta_sq, ctx.device)
+    return delta_sq, ball_graph(x, delta_sq, ctx.device)
+
+
+def cache_name(ctx: QueryContext) -> str:
+    """The cache file of this pool's delta and graph: one per seed and delta option."""
+    p = ctx.params
+    how = (f"delta{float(p['probcover_delta']):.17g}" if p["probcover_delta"] is not None
+           else f"purity{float(p['probcover_purity']):.17g}-k{ctx.data.n_classes}")
+    return f"probcover-{how}-seed{ctx.seed}.npz"
+
+
+def pool_graph(ctx: QueryContext) -> tuple[float, sp.csr_array]:
+    """delta^2 and the delta-ball graph of the L2-normalised pool features; read from (or
+    written to) ``ctx.cache_dir`` when it is set. A cache of other features is recomputed
+    (the folder is shared by every student backbone of a dataset, so the features are hashed)."""
+    x = l2_normalise(ctx.data.student)
+    features = hashlib.blake2b(np.ascontiguousarray(ctx.data.student).data, digest_size=16).hexdigest()
+    cache = None if ctx.cache_dir is None else Path(ctx.cache_dir) / cache_name(ctx)
+    if cache is not None and cache.exists():
+        try:
+            with np.load(cache) as d:
+                if str(d["features"]) == features and str(d["pool_key"]) == ctx.data.pool_key:
+                    graph = sp.csr_array((np.ones(len(d["indices"]), dtype=np.int8), d["indices"],
+                                          d["indptr"]), shape=(len(x), len(x)))
+                    return float(d["delta_sq"]), graph
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # a damaged cache is only a cache: computed again below and replaced
+    delta_sq, graph = _graph(x, ctx)
+    if cache is not None:
+        save_npz(cache, indices=graph.indices, indptr=graph.indptr, delta_sq=np.float64(delta_sq),
+                 features=np.str_(features), pool_key=np.str_(ctx.data.pool_key))
+    return delta_sq, graph
+
+
+@register("probcover", params=PARAMS, needs_student=False)
+def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
+    """ProbCover: greedy max coverage of delta-balls, delta from pseudo-label purity."""
+    delta_sq, graph = pool_graph(ctx)
     picked = greedy_cover(graph, ctx.labeled, budget)
     picked, fallback = fill_at_random(picked, ctx, budget, rng,
                                       f"every point covered after {len(picked)} picks")

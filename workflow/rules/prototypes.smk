@@ -13,7 +13,7 @@ rule prototypes:
         directory(prototypes("{dataset}", "{backbone}")),
     params:
         data_dir=up(2),
-        device=config["embed"]["device"],
+        device=config["prototypes"]["device"],
     log:
         f"{LOGS}/prototypes/{{dataset}}/{{backbone}}.log",
     wildcard_constraints:

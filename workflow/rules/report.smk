@@ -8,7 +8,8 @@ rule aggregate:
     output:
         report=f"{RESULTS}/report.md",
         html=f"{RESULTS}/report.html",
-        metrics=f"{RESULTS}/metrics.json",
+        metrics=directory(f"{RESULTS}/metrics"),
+        all_curves=f"{RESULTS}/curves.csv",
         labels=f"{RESULTS}/labels_to_target.csv",
         summaries=expand(f"{RESULTS}/{{dataset}}/summary.csv", dataset=config["al"]["datasets"]),
         curves=expand(f"{RESULTS}/{{dataset}}/curves.csv", dataset=config["al"]["datasets"]),

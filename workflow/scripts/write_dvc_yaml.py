@@ -50,6 +50,8 @@ R = "${backbones.reference-code-teacher}"
 BACKBONES = [T, S, R]
 TEACHERS = [T, R]
 PROTOCOL = ["al.rounds", "al.budget", "al.init", "student"]
+# Vega-Lite for `dvc plots`: a line per run (colour) and revision (dash), a row per dataset.
+PLOT_TEMPLATE = "workflow/plots/learning_curves.json"
 
 
 def code(*modules: str) -> list[str]:
@@ -152,9 +154,9 @@ def stages(config: dict) -> dict:
         st[f"prototypes{suffix}"] = {
             "matrix": {"dataset": f"${{datasets.{key}}}", "backbone": teachers},
             "cmd": (f"ccma prototypes --data-dir {QD} --dataset ${{item.dataset}} --backbone ${{item.backbone}} "
-                    "--device ${embed.device}"),
+                    "--device ${prototypes.device}"),
             "deps": [f"{D}/features/${{item.dataset}}/${{item.backbone}}.zarr"] + code(*plan.MODULES["prototypes"]),
-            "params": ["embed.device"],
+            "params": ["prototypes.device"],
             "outs": [f"{D}/prototypes/${{item.dataset}}/${{item.backbone}}.zarr"],
         }
     st["splits"] = {"foreach": "${al.datasets}", "do": {
@@ -235,8 +237,14 @@ def document(config: dict) -> str:
     """dvc.yaml for ``config`` (params.yaml)."""
     body = {
         "stages": stages(config),
-        "metrics": ["${results_dir}/metrics.json"],
-        "plots": ["${results_dir}/rank_table.png", "${results_dir}/diagnostics.png"],
+        # one file per (dataset, run): `dvc metrics show` prints a row for each
+        "metrics": ["${results_dir}/metrics"],
+        # `dvc plots diff` draws each run's curve per revision, a panel per dataset
+        "plots": [{"${results_dir}/curves.csv": {
+            "x": "n_labeled", "y": "accuracy_mean", "template": PLOT_TEMPLATE,
+            "title": "Test accuracy (seed mean) vs labelled samples",
+            "x_label": "labelled samples", "y_label": "accuracy"}},
+            "${results_dir}/rank_table.png", "${results_dir}/diagnostics.png"],
     }
     return HEADER + yaml.dump(body, Dumper=_Dumper, sort_keys=False, width=10_000, default_flow_style=False)
 

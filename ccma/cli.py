@@ -440,9 +440,9 @@ def cmd_fetch_weights(args) -> None:
 
 # ------------------------------------------------------------------ import-features / import-prototypes
 
-def _import_options(p: argparse.ArgumentParser, what: str) -> None:
+def _import_options(p: argparse.ArgumentParser, backbone_help: str) -> None:
     _common(p, backbones=False)
-    p.add_argument("--backbone", required=True, help=f"store name the {what} are filed under")
+    p.add_argument("--backbone", required=True, help=backbone_help)
     p.add_argument("file", type=Path, help="a .npz, .parquet or .npy file (README, 'Bring your own embeddings')")
     p.add_argument("--normalize", action="store_true",
                    help="scale rows to unit L2 norm (without it, rows off unit norm are an error)")
@@ -454,7 +454,7 @@ def _import_options(p: argparse.ArgumentParser, what: str) -> None:
 def add_import_features(sub) -> None:
     p = sub.add_parser("import-features", formatter_class=HelpFormatter,
                        help=SUMMARY["import-features"])
-    _import_options(p, "features")
+    _import_options(p, "name of the new feature store (e.g. my-clip)")
     p.add_argument("--labels", type=Path, default=None, help="a .npy FILE only: its (N,) labels (.npy)")
     p.add_argument("--split", type=Path, default=None, help="a .npy FILE only: its (N,) 'train'/'test' (.npy)")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored dtype")
@@ -474,7 +474,7 @@ def cmd_import_features(args) -> None:
 def add_import_prototypes(sub) -> None:
     p = sub.add_parser("import-prototypes", formatter_class=HelpFormatter,
                        help=SUMMARY["import-prototypes"])
-    _import_options(p, "prototypes")
+    _import_options(p, "the teacher's store name; its feature store must exist")
     p.set_defaults(func=cmd_import_prototypes)
 
 

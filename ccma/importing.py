@@ -162,6 +162,8 @@ def read_rows(file, *, labels=None, split=None, classnames: list[str] | None = N
     """The rows of a feature file (module docstring); ``labels``/``split``: the ``.npy``
     files that go with a bare ``.npy`` matrix."""
     file = Path(file)
+    if (labels or split) and file.suffix.lower() != ".npy":
+        raise CCMAError(f"{file}: --labels and --split go with a bare .npy matrix only; this file has its own")
     found = _columns(file, {"embeddings": "embeddings", "labels": "labels", "split": "split",
                             "paths": "paths", "classnames": "classnames"}
                      if file.suffix.lower() != ".parquet" else

@@ -130,6 +130,9 @@ def test_bare_npy_with_companion_files(tmp_path):
     np.testing.assert_array_equal(store.test.embeddings, [[0, 0, 1]])
     with pytest.raises(CCMAError, match="lacks the companion files split"):
         import_features(tmp_path, "ds", "c", tmp_path / "e.npy", labels=tmp_path / "l.npy")
+    np.savez(tmp_path / "e.npz", embeddings=np.eye(3), labels=np.arange(3), split=np.array(["train"] * 3))
+    with pytest.raises(CCMAError, match="--labels and --split go with a bare .npy matrix only"):
+        import_features(tmp_path, "ds", "c", tmp_path / "e.npz", labels=tmp_path / "l.npy")
 
 
 def test_prototypes_must_match_the_teacher_store(files):

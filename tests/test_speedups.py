@@ -8,13 +8,14 @@ as a script to rewrite it; only ever do so with an implementation known to be ri
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ccma.strategies import REGISTRY, QueryContext
+from ccma.strategies import REGISTRY, QueryContext, probcover, uherding
 from ccma.strategies.base import PoolData
 from ccma.student import StudentConfig, train_student
 from ccma.synth import config_for, generate
@@ -61,6 +62,55 @@ def pool():
 def test_selections_equal_the_plain_implementation(name, pool, tmp_path):
     expected = json.loads(EXPECTED.read_text())[name]
     assert selections(name, pool, tmp_path) == expected
+
+
+# ---------------------------------------------------------------- ProbCover's per-run cache
+
+def probcover_context(pool: PoolData, labeled, cache_dir) -> QueryContext:
+    return QueryContext(data=pool, labeled=np.asarray(labeled, dtype=np.int64), student=None,
+                        params=REGISTRY["probcover"].effective({}), seed=1, round=1,
+                        device=torch.device("cpu"), cache_dir=cache_dir)
+
+
+def test_probcover_builds_its_graph_once_per_run(pool, tmp_path, monkeypatch):
+    small = replace(pool, student=pool.student[:400], labels=pool.labels[:400], rows=np.arange(400))
+    first = probcover.pool_graph(probcover_context(small, [0, 1], tmp_path))
+    cold = probcover.pool_graph(probcover_context(small, [0, 1], None))
+    assert first[0] == cold[0] and (first[1] != cold[1]).nnz == 0
+
+    def no_rebuild(*_):
+        raise AssertionError("the cached ball graph was rebuilt")
+
+    monkeypatch.setattr(probcover, "ball_graph", no_rebuild)
+    # another round (another labelled set) reads the same delta and graph
+    again = probcover.pool_graph(probcover_context(small, [5, 6, 7], tmp_path))
+    assert again[0] == first[0] and (again[1] != first[1]).nnz == 0
+    # other features of the same pool (another student backbone) are never served the cache
+    other = replace(small, student=small.student[::-1].copy())
+    with pytest.raises(AssertionError, match="rebuilt"):
+        probcover.pool_graph(probcover_context(other, [0, 1], tmp_path))
+
+
+# ---------------------------------------------------------------- UHerding's local kernel
+
+def test_herding_with_a_local_kernel_equals_dense_greedy_across_blocks(monkeypatch):
+    """sigma below the typical distance: most pairs are skipped; rows go in blocks of 7."""
+    monkeypatch.setattr(uherding, "rows_per_block", lambda _: 7)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((90, 3)).astype(np.float32)
+    lab = rng.standard_normal((5, 3)).astype(np.float32)
+    u = rng.uniform(size=90)
+    sigma = 0.6
+    kern = lambda a, b: np.exp(-((a[:, None].astype(np.float64) - b[None]) ** 2).sum(-1) / sigma**2)  # noqa: E731
+    k, m = kern(x, x), kern(x, lab).max(1)
+    assert (k > m[:, None]).mean() < 0.5  # the skipping is exercised
+    ref = []
+    for _ in range(12):
+        gains = u @ np.maximum(k - m[:, None], 0.0)
+        gains[ref] = -np.inf
+        ref.append(int(np.argmax(gains)))
+        m = np.maximum(m, k[:, ref[-1]])
+    assert uherding.herding(x, u, lab, sigma, 12, torch.device("cpu")).tolist() == ref
 
 
 if __name__ == "__main__":

@@ -87,11 +87,19 @@ def alpha_step(alpha: torch.Tensor, z: torch.Tensor, diff: torch.Tensor, onehot:
     """One step of the learned alpha (n, D): the head's logits at z~ = z + alpha diff, and
     alpha after a fresh Adam step (learning rate ``rate``) on -CE(logits, y^) + l2 ||alpha||
     per row, clipped to [1e-8, cap]. A fresh Adam's bias corrections cancel, so its first
-    step is rate * g / (|g| + eps); the head is linear, so g is written out."""
-    logits = head(z + alpha * diff)
-    grad = -((torch.softmax(logits, dim=1) - onehot) @ head.weight) * diff
-    grad += l2 * alpha / alpha.norm(dim=1, keepdim=True)
-    return logits, (alpha - rate * grad / (grad.abs() + ADAM_EPS)).clamp_(1e-8, cap)
+    step is rate * g / (|g| + eps); the head is linear, so g is written out.
+
+    The (n, D) arithmetic is memory-bound: it runs in place on two buffers, each operation
+    the same as in the plain expressions (so the same values), without a fresh tensor each."""
+    buf = torch.mul(alpha, diff)
+    logits = head(buf.add_(z))
+    grad = (torch.softmax(logits, dim=1) - onehot) @ head.weight
+    grad.mul_(diff).neg_()                                  # -(r W) * diff
+    torch.mul(alpha, l2, out=buf).div_(alpha.norm(dim=1, keepdim=True))
+    grad += buf                                             # + l2 alpha / ||alpha||
+    torch.abs(grad, out=buf).add_(ADAM_EPS)
+    grad.mul_(rate).div_(buf)                               # rate g / (|g| + eps)
+    return logits, torch.sub(alpha, grad, out=grad).clamp_(1e-8, cap)
 
 
 def _learned_flips(z: torch.Tensor, pred: torch.Tensor, anchor: torch.Tensor, head: LinearHead,

@@ -117,15 +117,24 @@ def herding(x: np.ndarray, u: np.ndarray, labeled_x: np.ndarray, sigma: float, b
 
     def gain_drop(rows: torch.Tensor, old: torch.Tensor, new: torch.Tensor | None) -> torch.Tensor:
         """For every column c: sum over the given rows x of
-        u(x) [relu(k(x, c) - old(x)) - relu(k(x, c) - new(x))]; new = None drops that term."""
+        u(x) [relu(k(x, c) - old(x)) - relu(k(x, c) - new(x))]; new = None drops that term.
+        Only pairs with k(x, c) > old(x) contribute (new >= old), i.e. ||x - c||^2 below
+        -sigma^2 log old(x): the kernel is evaluated on those pairs alone (a superset: the
+        radius is widened by a margin far above the round-off of log and exp)."""
         out = torch.zeros(len(x), dtype=torch.float64, device=device)
+        reach = (-torch.log(old) * (sigma * sigma) * (1 + 1e-6) + 1e-12 * sigma * sigma).float()
+        reach = torch.nextafter(reach, torch.tensor(torch.inf, device=device))
         for s in range(0, len(rows), step):
             r = rows[s:s + step]
-            k = sq_dists(xt[r], xt).double().mul_(-inv).exp_()
-            drop = (k - old[s:s + step, None]).clamp_min_(0.0)
+            # sq_dists(xt[r], xt), with the pool's squared norms computed once, not per block
+            d = (2.0 * xt[r]) @ xt.T
+            d.neg_().add_(sq_norms[r, None]).add_(sq_norms[None, :]).clamp_min_(0.0)
+            i, c = torch.nonzero(d < reach[s:s + step, None], as_tuple=True)
+            k = d[i, c].double().mul_(-inv).exp_()
+            drop = (k - old[s + i]).clamp_min_(0.0)
             if new is not None:
-                drop -= k.sub_(new[s:s + step, None]).clamp_min_(0.0)
-            out += ut[r] @ drop
+                drop -= k.sub_(new[s + i]).clamp_min_(0.0)
+            out += torch.bincount(c, weights=ut[r][i] * drop, minlength=len(x))
         return out
 
     gains = gain_drop(torch.arange(len(x), device=device), m, None)

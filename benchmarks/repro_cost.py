@@ -151,6 +151,10 @@ def estimate(config: dict, slots: int, gpus: int, bench: Path) -> dict:
     names = set(config["al"]["datasets"])
     backbones = sorted({config["backbones"]["teacher"], config["backbones"]["student"],
                         *(b for _, b in plan.reference_stores(config))})
+    unknown = sorted((names - set(DATASETS)) | (set(backbones) - set(ENCODERS)))
+    if unknown:
+        raise SystemExit(f"repro_cost.py: no sizes for {', '.join(unknown)} (known: the paper's datasets "
+                         f"{', '.join(DATASETS)} and backbones {', '.join(ENCODERS)})")
     embed = []
     for name in sorted(names):
         for b in backbones:

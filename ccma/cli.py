@@ -56,7 +56,7 @@ def _common(p: argparse.ArgumentParser, backbones: bool = True, teacher_help: st
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="data directory")
     p.add_argument("--dataset", required=True, help="dataset name")
     if backbones:
-        from .loop import DEFAULT_STUDENT, DEFAULT_TEACHER
+        from .settings import DEFAULT_STUDENT, DEFAULT_TEACHER
 
         p.add_argument("--teacher-backbone", default=None if teacher_help else DEFAULT_TEACHER,
                        help=teacher_help or "teacher feature store name")
@@ -122,7 +122,7 @@ def cmd_splits(args) -> None:
 # ------------------------------------------------------------------ clusters
 
 def add_clusters(sub) -> None:
-    from .acquisition import CCMAParams
+    from .settings import CCMAParams
 
     d = CCMAParams()
     p = sub.add_parser("clusters", help=SUMMARY["clusters"],
@@ -171,12 +171,8 @@ STUDENT_HELP = {
 
 
 def add_run(sub) -> None:
-    from .loop import INITS
+    from .settings import DEFAULT_TEACHER, INITS, PRESET_TEACHERS, StudentConfig
     from .strategies import REGISTRY
-    from .student import StudentConfig
-
-    from .acquisition import PRESET_TEACHERS
-    from .loop import DEFAULT_TEACHER
 
     p = sub.add_parser("run", help=SUMMARY["run"],
                        formatter_class=HelpFormatter)
@@ -217,8 +213,7 @@ def add_run(sub) -> None:
 def default_teacher(strategy: str, preset: str | None) -> str:
     """The teacher a run reads when none is named: the preset's (the published code's
     ViT-g/14 for reference-code), else the paper's."""
-    from .acquisition import PRESET_TEACHERS
-    from .loop import DEFAULT_TEACHER
+    from .settings import DEFAULT_TEACHER, PRESET_TEACHERS
 
     return PRESET_TEACHERS.get(preset, DEFAULT_TEACHER) if strategy == "ccma" else DEFAULT_TEACHER
 
@@ -237,8 +232,8 @@ def set_threads(n: int) -> None:
 
 def cmd_run(args) -> None:
     from .loop import RunConfig, run
+    from .settings import StudentConfig
     from .strategies import REGISTRY, get_strategy
-    from .student import StudentConfig
 
     strategy = get_strategy(args.strategy)
     if args.threads is not None:
@@ -264,8 +259,8 @@ def cmd_run(args) -> None:
 # ------------------------------------------------------------------ aggregate
 
 def add_aggregate(sub) -> None:
-    from .metrics import TIE_METHODS
-    from .report import DEFAULT_ITERATIONS, DEFAULT_RELATIVE_TARGETS, DEFAULT_TARGETS, SENSITIVITY_PARAMS
+    from .settings import (DEFAULT_ITERATIONS, DEFAULT_RELATIVE_TARGETS, DEFAULT_TARGETS,
+                           SENSITIVITY_PARAMS, TIE_METHODS)
 
     p = sub.add_parser("aggregate", help=SUMMARY["aggregate"],
                        formatter_class=HelpFormatter)
@@ -312,7 +307,7 @@ def _raw_dir(p: argparse.ArgumentParser) -> None:
 
 
 def _backbone_options(p: argparse.ArgumentParser, default=None, many: bool = False) -> None:
-    from .embed import BACKBONES
+    from .backbones import BACKBONES
 
     p.add_argument("--backbone", required=default is None, default=default, nargs="+" if many else None,
                    help=f"feature store name: one of {', '.join(BACKBONES)}, or a name for the custom "
@@ -325,7 +320,7 @@ def _backbone_options(p: argparse.ArgumentParser, default=None, many: bool = Fal
 
 
 def _resolve(args, name: str | None = None):
-    from .embed import resolve_backbone
+    from .backbones import resolve_backbone
 
     return resolve_backbone(name or args.backbone, args.open_clip_model, args.pretrained, args.hf_model)
 
@@ -384,7 +379,7 @@ def cmd_embed(args) -> None:
 
 
 def add_prototypes(sub) -> None:
-    from .loop import DEFAULT_TEACHER
+    from .settings import DEFAULT_TEACHER
 
     p = sub.add_parser("prototypes", help=SUMMARY["prototypes"],
                        formatter_class=HelpFormatter)
@@ -412,7 +407,7 @@ def cmd_prototypes(args) -> None:
 
 
 def add_fetch_weights(sub) -> None:
-    from .loop import DEFAULT_STUDENT, DEFAULT_TEACHER
+    from .settings import DEFAULT_STUDENT, DEFAULT_TEACHER
 
     p = sub.add_parser("fetch-weights", formatter_class=HelpFormatter,
                        help=SUMMARY["fetch-weights"])
@@ -492,7 +487,7 @@ def cmd_import_prototypes(args) -> None:
 def add_session(sub) -> None:
     from .session.cli import add_session_parser
 
-    add_session_parser(sub, OneLineParser, HelpFormatter)
+    add_session_parser(sub, OneLineParser, HelpFormatter, SUMMARY["session"])
 
 
 # ------------------------------------------------------------------ main

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +30,11 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from .backbones import (BACKBONES, NAME_RE, TINY_CLIP_CONFIG, Backbone,  # noqa: F401 (re-exported)
+                        default_workers, resolve_backbone)
 from .errors import CCMAError, StoreError
 from .features import SPLITS, FeatureStoreWriter, feature_path
 
-TINY_CLIP_CONFIG = Path(__file__).parent / "data" / "open_clip" / "ccma-tiny-clip.json"
 # DINOv2's processor settings (facebook/dinov2-*: shortest edge 256, centre crop 224,
 # bicubic, ImageNet mean/std) scaled to the tiny model's 32-pixel input
 TINY_DINOV2 = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -46,90 +45,6 @@ TINY_DINOV2_PROCESSOR = dict(do_resize=True, size={"shortest_edge": 36}, resampl
                              image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
                              do_convert_rgb=True)
 HF_FILES = ["*.json", "*.safetensors"]  # config, processor config, weights
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-@dataclass(frozen=True)
-class Backbone:
-    """A frozen image encoder; ``name`` is its feature store's name."""
-
-    name: str
-    library: str                  # "open_clip" (teacher: image + text) or "transformers"
-    model: str                    # open_clip model name or Hugging Face repo id
-    pretrained: str | None = None  # open_clip pretrained tag
-    tiny: bool = False            # built from a config, randomly initialised with ``seed``
-    seed: int = 0
-
-    @property
-    def has_text(self) -> bool:
-        return self.library == "open_clip"
-
-    def cli_args(self) -> str:
-        """The options that name this backbone on the command line."""
-        if BACKBONES.get(self.name) == self:
-            return f"--backbone {self.name}"
-        if self.has_text:
-            return f"--backbone {self.name} --open-clip-model {self.model} --pretrained {self.pretrained}"
-        return f"--backbone {self.name} --hf-model {self.model}"
-
-    def describe(self) -> str:
-        if self.tiny:
-            return f"{self.library} {self.model} (random init, seed {self.seed})"
-        return f"open_clip {self.model}/{self.pretrained}" if self.has_text else f"transformers {self.model}"
-
-
-def _clip(name, model, tag):
-    return Backbone(name, "open_clip", model, tag)
-
-
-def _dinov2(size):
-    return Backbone(f"dinov2-{size}", "transformers", f"facebook/dinov2-{size}")
-
-
-BACKBONES: dict[str, Backbone] = {b.name: b for b in [
-    _clip("clip-vit-l-14", "ViT-L-14", "openai"),
-    _clip("clip-vit-l-14-336", "ViT-L-14-336", "openai"),
-    _clip("clip-vit-b-16", "ViT-B-16", "openai"),
-    _clip("clip-vit-b-32", "ViT-B-32", "openai"),
-    _clip("clip-vit-h-14", "ViT-H-14", "laion2b_s32b_b79k"),
-    _clip("clip-vit-g-14", "ViT-g-14", "laion2b_s34b_b88k"),   # the authors' config (docs/method.md §12)
-    _clip("clip-vit-bigg-14", "ViT-bigG-14", "laion2b_s39b_b160k"),
-    _dinov2("small"), _dinov2("base"), _dinov2("large"), _dinov2("giant"),
-    Backbone("tiny-clip", "open_clip", TINY_CLIP_CONFIG.stem, tiny=True),
-    Backbone("tiny-dinov2", "transformers", "Dinov2Config(tiny)", tiny=True),
-]}
-
-
-def resolve_backbone(name: str, open_clip_model: str | None = None, pretrained: str | None = None,
-                     hf_model: str | None = None) -> Backbone:
-    """The registered backbone ``name``, or a custom one stored under ``name``: any open_clip
-    model + pretrained tag (``open_clip_model``, ``pretrained``) or DINOv2 checkpoint on the
-    Hugging Face hub (``hf_model``, e.g. ``facebook/dinov2-base``)."""
-    if not NAME_RE.match(name):
-        raise CCMAError(f"--backbone: {name!r} is not a valid store name (letters, digits, . _ -)")
-    if open_clip_model and hf_model:
-        raise CCMAError("--open-clip-model and --hf-model: give one of them, not both")
-    if open_clip_model:
-        import open_clip
-
-        tags = open_clip.list_pretrained_tags_by_model(open_clip_model)
-        if pretrained not in tags:
-            raise CCMAError(f"--pretrained: {pretrained!r} is not a tag of open_clip model "
-                            f"{open_clip_model!r} (known: {', '.join(tags) or 'none'})")
-        custom = Backbone(name, "open_clip", open_clip_model, pretrained)
-    elif hf_model:
-        custom = Backbone(name, "transformers", hf_model)
-    else:
-        if pretrained:
-            raise CCMAError("--pretrained: only together with --open-clip-model")
-        if name not in BACKBONES:
-            raise CCMAError(f"--backbone: unknown backbone {name!r}; choose from {', '.join(BACKBONES)}, "
-                            "or name a custom one with --open-clip-model/--pretrained or --hf-model")
-        return BACKBONES[name]
-    if name in BACKBONES and BACKBONES[name] != custom:
-        raise CCMAError(f"--backbone: {name!r} is the registered {BACKBONES[name].describe()}; "
-                        "store a custom model under another name")
-    return custom
 
 
 # ------------------------------------------------------------------ model construction
@@ -417,10 +332,3 @@ def embed_dataset(data_dir, data, encoder: Encoder, *, batch_size: int = 256, ch
     return path
 
 
-def default_workers() -> int:
-    """DataLoader workers: one per CPU core the job may use, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(0, min(8, cores - 1))

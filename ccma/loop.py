@@ -22,17 +22,13 @@ from . import record
 from .atomic import clean_stale, writable_dir
 from .errors import CCMAError, StoreError
 from .features import check_same_rows, feature_path, prototype_path, read_features, read_prototypes
-from .geometry import pick_device
 from .parameters import check, check_device
 from .splits import load_splits, split_path
 from .strategies import QueryContext, get_strategy
 from .strategies.base import PoolData, Strategy
-from .student import StudentConfig, train_student
-from .teacher import zero_shot_accuracy
+# declared without torch: a finished run is recognised before torch is imported (in run())
+from .settings import DEFAULT_STUDENT, DEFAULT_TEACHER, INITS, StudentConfig
 
-INITS = ("random", "strategy")
-DEFAULT_TEACHER = "clip-vit-l-14"
-DEFAULT_STUDENT = "dinov2-large"
 
 
 @dataclass(frozen=True)
@@ -68,7 +64,17 @@ def pool_key(pool_rows: np.ndarray) -> str:
     return hashlib.sha256(pool_rows.tobytes()).hexdigest()[:16]
 
 
+def train_student(*args, **kwargs):
+    """``ccma.student.train_student``, imported on first use: torch takes seconds to import,
+    and a finished run answers without it."""
+    from .student import train_student as train
+
+    return train(*args, **kwargs)
+
+
 def load_run_data(data_dir, dataset: str, teacher_backbone: str, student_backbone: str) -> RunData:
+    from .teacher import zero_shot_accuracy
+
     teacher = read_features(feature_path(data_dir, dataset, teacher_backbone))
     student = read_features(feature_path(data_dir, dataset, student_backbone))
     check_same_rows(teacher, student)
@@ -199,6 +205,8 @@ def run(cfg: RunConfig, progress: bool | None = None, log=print, overwrite: bool
         log(f"{final}: already complete with these parameters")
         return final
     writable_dir(final.parent)  # a read-only data directory stops here, not after round 1
+    from .geometry import pick_device  # torch: only now that there is work to do
+
     rows, labeled = [], None
     device = pick_device(cfg.student.device)
     ctx_args = dict(data=pool, params=params, seed=cfg.seed, device=device,

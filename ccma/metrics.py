@@ -13,12 +13,13 @@ from scipy.integrate import trapezoid
 from scipy.stats import rankdata
 from scipy.stats import t as student_t
 
+from .settings import TIE_METHODS  # declared without scipy, for the command line
+
 # Accuracies are multiples of 1 / N_test; a seed mean can land a hair below a target it
 # equals (0.1 + 0.7 != 0.8 in floating point). This slack absorbs only that rounding.
 TARGET_SLACK = 1e-9
 # Seed means of identical curves (every strategy shares round 1) must tie exactly.
 RANK_DECIMALS = 12
-TIE_METHODS = ("min", "average", "max", "dense", "ordinal")
 
 
 def aulc(accuracy) -> np.ndarray:

@@ -117,6 +117,8 @@ def check_device(text: str, option: str = "--device") -> str:
     """``text`` when it names a torch device this machine has, else a one-line CCMAError."""
     if not re.fullmatch(DEVICE_PATTERN, text):
         raise CCMAError(f"{option} must be auto, cpu, cuda, cuda:N or mps, got {text!r}")
+    if text in ("auto", "cpu"):
+        return text  # always there: no need to import torch (seconds) to know it
     import torch
 
     if text.startswith("cuda"):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
+from .settings import SCORES  # declared without scipy, for the command line
+
 GATE_EPS = 1e-8
 LOG2 = np.log(2.0)
 
@@ -64,7 +66,6 @@ def js_divergence(log_p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
     return np.maximum(0.5 * kl(log_p) + 0.5 * kl(log_q), 0.0)
 
 
-SCORES = ("gated", "entropy", "js")
 
 
 def combine(js: np.ndarray, h_s: np.ndarray, gate: np.ndarray, score: str = "gated") -> np.ndarray:

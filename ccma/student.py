@@ -18,22 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .geometry import as_tensor, pick_device
+from .settings import StudentConfig  # declared without torch, for the command line
 
 EVAL_CHUNK = 65536
-
-
-@dataclass(frozen=True)
-class StudentConfig:
-    """How the student trains; each value's range is in ``ccma.parameters.RANGES``."""
-
-    dropout: float = 0.75
-    lr: float = 1e-2
-    weight_decay: float = 1e-2
-    batch_size: int = 4096
-    max_epochs: int = 400
-    patience: int = 20
-    min_delta: float = 1e-3
-    device: str = "auto"
 
 
 class StudentNet(nn.Module):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccma.strategies import REGISTRY, QueryContext, probcover, uherding
+from ccma.strategies import REGISTRY, QueryContext, probcover
 from ccma.strategies.base import PoolData
 from ccma.student import StudentConfig, train_student
 from ccma.synth import config_for, generate
@@ -89,28 +89,6 @@ def test_probcover_builds_its_graph_once_per_run(pool, tmp_path, monkeypatch):
     other = replace(small, student=small.student[::-1].copy())
     with pytest.raises(AssertionError, match="rebuilt"):
         probcover.pool_graph(probcover_context(other, [0, 1], tmp_path))
-
-
-# ---------------------------------------------------------------- UHerding's local kernel
-
-def test_herding_with_a_local_kernel_equals_dense_greedy_across_blocks(monkeypatch):
-    """sigma below the typical distance: most pairs are skipped; rows go in blocks of 7."""
-    monkeypatch.setattr(uherding, "rows_per_block", lambda _: 7)
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal((90, 3)).astype(np.float32)
-    lab = rng.standard_normal((5, 3)).astype(np.float32)
-    u = rng.uniform(size=90)
-    sigma = 0.6
-    kern = lambda a, b: np.exp(-((a[:, None].astype(np.float64) - b[None]) ** 2).sum(-1) / sigma**2)  # noqa: E731
-    k, m = kern(x, x), kern(x, lab).max(1)
-    assert (k > m[:, None]).mean() < 0.5  # the skipping is exercised
-    ref = []
-    for _ in range(12):
-        gains = u @ np.maximum(k - m[:, None], 0.0)
-        gains[ref] = -np.inf
-        ref.append(int(np.argmax(gains)))
-        m = np.maximum(m, k[:, ref[-1]])
-    assert uherding.herding(x, u, lab, sigma, 12, torch.device("cpu")).tolist() == ref
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 
 from ccma.geometry import kmeans_plus_plus
 from ccma.loop import DEFAULT_STUDENT, DEFAULT_TEACHER, RunConfig, load_run_data, run
-from ccma.strategies import REGISTRY, QueryContext
+from ccma.strategies import REGISTRY, QueryContext, uherding
 from ccma.strategies.alfamix import LinearHead, alpha_step, class_anchors, find_candidates
 from ccma.strategies.badge import kmeanspp_seeding
 from ccma.strategies.bald import bald_scores, mc_bald
@@ -429,22 +429,40 @@ def test_herding_first_pick_is_the_only_uncertain_point():
     assert herding(x, u, x[:0], 5.0, 1, CPU).tolist() == [17]
 
 
+def dense_herding(x, u, lab, sigma: float, budget: int) -> tuple[list[int], float]:
+    """Plain float64 reference: every gain recomputed from scratch each step. Also returns
+    the share of (x, c) pairs whose kernel beats the labelled coverage at the start."""
+    kern = lambda a, b: np.exp(-((a[:, None].astype(np.float64) - b[None]) ** 2).sum(-1) / sigma**2)  # noqa: E731
+    k, m = kern(x, x), kern(x, lab).max(1)
+    share = float((k > m[:, None]).mean())
+    ref = []
+    for _ in range(budget):
+        gains = u @ np.maximum(k - m[:, None], 0.0)
+        gains[ref] = -np.inf
+        ref.append(int(np.argmax(gains)))
+        m = np.maximum(m, k[:, ref[-1]])
+    return ref, share
+
+
 def test_herding_equals_dense_greedy():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((70, 4)).astype(np.float32)
     lab = rng.standard_normal((6, 4)).astype(np.float32)
     u = rng.uniform(size=70)
-    chosen = herding(x, u, lab, 1.3, 8, CPU)
-    # dense float64 reference: recompute every gain from scratch each step
-    kern = lambda a, b: np.exp(-((a[:, None].astype(np.float64) - b[None]) ** 2).sum(-1) / 1.3**2)  # noqa: E731
-    k, m = kern(x, x), kern(x, lab).max(1)
-    ref = []
-    for _ in range(8):
-        gains = u @ np.maximum(k - m[:, None], 0.0)
-        gains[ref] = -np.inf
-        ref.append(int(np.argmax(gains)))
-        m = np.maximum(m, k[:, ref[-1]])
-    assert chosen.tolist() == ref
+    assert herding(x, u, lab, 1.3, 8, CPU).tolist() == dense_herding(x, u, lab, 1.3, 8)[0]
+
+
+def test_herding_with_a_local_kernel_equals_dense_greedy_across_blocks(monkeypatch):
+    """sigma below the typical distance: the kernel is evaluated only where it can beat the
+    running max, so most pairs are skipped; rows go in blocks of 7."""
+    monkeypatch.setattr(uherding, "rows_per_block", lambda _: 7)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((90, 3)).astype(np.float32)
+    lab = rng.standard_normal((5, 3)).astype(np.float32)
+    u = rng.uniform(size=90)
+    ref, share = dense_herding(x, u, lab, 0.6, 12)
+    assert share < 0.5  # the skipping is exercised
+    assert herding(x, u, lab, 0.6, 12, CPU).tolist() == ref
 
 
 def test_uherding_fallbacks():

@@ -42,8 +42,9 @@ SPACED = {"data_dir": "data/with space", "results_dir": "results/with space"}
 CHECK = "check-params"  # dvc.yaml's first stage; every other stage reads its output
 STRATEGIES = ["random", "uncertainty", "entropy", "margins", "bald", "powerbald", "badge", "alfamix",
               "coreset", "typiclust", "probcover", "uherding", "ccma"]  # al.strategies' names
-AGGREGATE = {"results/report.md", "results/report.html", "results/metrics", "results/curves.csv",
-             "results/labels_to_target.csv", "results/digits/summary.csv", "results/digits/curves.csv"}
+AGGREGATE = {"results/report.md", "results/report.html", "results/curves.csv",
+             "results/labels_to_target.csv", "results/digits/summary.csv", "results/digits/curves.csv",
+             *(f"results/metrics/digits/{name}.json" for name in RUNS_ON_DIGITS | {"teacher"})}
 
 
 def paper() -> dict:

@@ -123,16 +123,26 @@ def _accuracy_axis(ax, label="test accuracy (%)"):
     ax.set_ylabel(label)
 
 
-def _band_lines(ax, rows: pd.DataFrame, runs, x: str, y: str, styles: dict, labels=None):
-    """Seed mean with a +-1 standard deviation band (seaborn, ddof = 1), one line per run."""
-    import seaborn as sns
+def _mean_sd(ax, rows: pd.DataFrame, x: str, y: str, band_alpha: float = 0.2, **style) -> None:
+    """The mean of ``y`` at each ``x`` (NaN skipped) with a +-1 standard deviation band
+    (ddof = 1; none where one value): one groupby for the whole line."""
+    values = rows[y].astype(float)  # a diagnostic column holds None where a round has none
+    stats = values.groupby(rows[x]).agg(["mean", "std"]).dropna(subset=["mean"])
+    xs = stats.index.to_numpy(dtype=float)
+    mean, sd = stats["mean"].to_numpy(dtype=float), stats["std"].to_numpy(dtype=float)
+    ax.plot(xs, mean, **style)
+    band = {k: style[k] for k in ("color", "zorder") if k in style}
+    ax.fill_between(xs, mean - sd, mean + sd, alpha=band_alpha, linewidth=0, **band)
 
+
+def _band_lines(ax, rows: pd.DataFrame, runs, x: str, y: str, styles: dict, labels=None):
+    """Seed mean with a +-1 standard deviation band (ddof = 1), one line per run."""
     for run in runs:
         sub = rows[rows["run"] == run]
         if sub[y].notna().any():
-            sns.lineplot(data=sub, x=x, y=y, ax=ax, errorbar="sd", marker="o", markersize=3.5,
-                         markeredgewidth=0, label=(labels or {}).get(run, run),
-                         err_kws={"alpha": 0.2 if len(runs) <= 4 else 0.1}, **styles[run])
+            _mean_sd(ax, sub, x, y, band_alpha=0.2 if len(runs) <= 4 else 0.1, marker="o",
+                     markersize=3.5, markeredgewidth=0, label=(labels or {}).get(run, run),
+                     **styles[run])
 
 
 def figure_learning_curves(res: DatasetResult, colours, path: Path, dpi: int) -> Path:
@@ -234,8 +244,6 @@ def figure_rank_table(table: pd.DataFrame, path: Path, dpi: int) -> Path:
 
 def _diagnostic_grid(rows: pd.DataFrame, hue: str, order, styles, title: str, path: Path, dpi: int):
     """2 x 4 panels: the seven diagnostics and the empirical coverage of both predictors."""
-    import seaborn as sns
-
     with _theme(scale=0.95):
         fig, axes = _figure(FIGURE_WIDTH, 4.6, 2, 4)
         panels = list(DIAGNOSTIC_PANELS) + [("coverage", "coverage on D_cal")]
@@ -246,10 +254,10 @@ def _diagnostic_grid(rows: pd.DataFrame, hue: str, order, styles, title: str, pa
                     for col, ls in (("coverage_student", "-"), ("coverage_teacher", ":")):
                         if sub[col].notna().any():
                             st = {**styles[key], "linestyle": ls}
-                            sns.lineplot(data=sub, x="round", y=col, ax=ax, errorbar="sd", **st)
+                            _mean_sd(ax, sub, "round", col, **st)
                 elif sub[column].notna().any():
-                    sns.lineplot(data=sub, x="round", y=column, ax=ax, errorbar="sd",
-                                 marker="o", markersize=3, markeredgewidth=0, **styles[key])
+                    _mean_sd(ax, sub, "round", column, marker="o", markersize=3, markeredgewidth=0,
+                             **styles[key])
             _title(ax, name, FIGURE_WIDTH / 4 * 0.9, 8)
             ax.set_xlabel("round")
             ax.set_ylabel("")

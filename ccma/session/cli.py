@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 
-def add_session_parser(sub, parser_class, formatter_class) -> None:
-    from ..embed import BACKBONES
-    from ..loop import DEFAULT_STUDENT, DEFAULT_TEACHER
+def add_session_parser(sub, parser_class, formatter_class, help_: str) -> None:
+    """``ccma session`` and its actions on ``sub``; ``help_``: its line in ``ccma --help``."""
+    from ..backbones import BACKBONES
+    from ..settings import DEFAULT_STUDENT, DEFAULT_TEACHER
     from ..strategies import REGISTRY
 
-    p = sub.add_parser("session", help="label your own images: CCMA chooses, you answer",
-                       formatter_class=formatter_class)
+    p = sub.add_parser("session", help=help_, formatter_class=formatter_class)
     actions = p.add_subparsers(dest="action", required=True, parser_class=parser_class)
 
     def action(name: str, help_: str, func):
@@ -100,7 +100,7 @@ def _session(args):
 
 
 def cmd_init(args) -> None:
-    from ..embed import default_workers
+    from ..backbones import default_workers
     from ..prototypes import TEMPLATES, read_templates
     from .create import InitConfig, init_session
 

@@ -34,18 +34,10 @@ from ..acquisition import Clustering, cluster_representatives
 from ..geometry import as_tensor
 from ._common import (fill_at_random, kmeans_pp, l2_normalise, rows_per_block,
                       seed_from)
-from .base import Param, QueryContext, Selection, register
+from .base import QueryContext, Selection, register
 
-ALPHA_MODES = ("learned", "closed-form")
 ADAM_EPS = 1e-8     # torch.optim.Adam's default eps
 
-PARAMS = (
-    Param("alfamix_alpha", "learned", "Alfa-mix: how alpha is found", str, ALPHA_MODES),
-    Param("alfamix_cap", 1 / 32, "Alfa-mix: first cap on alpha and the step it grows by"),
-    Param("alfamix_steps", 5, "Alfa-mix: Adam steps of the learned alpha", int),
-    Param("alfamix_lr", 0.1, "Alfa-mix: Adam learning rate of the learned alpha"),
-    Param("alfamix_l2", 0.01, "Alfa-mix: weight of ||alpha|| in the learned-alpha loss"),
-)
 
 
 def class_anchors(z_labeled: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -140,7 +132,7 @@ def find_candidates(z: np.ndarray, pred: np.ndarray, anchors: np.ndarray, head: 
     return flips
 
 
-@register("alfamix", params=PARAMS)
+@register("alfamix")
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """Alfa-mix: cluster the points whose label flips under anchor interpolation."""
     student, data = ctx.student, ctx.data

@@ -8,9 +8,8 @@ import numpy as np
 from scipy.special import xlogy
 
 from ._common import rows_per_block, top_b
-from .base import Param, QueryContext, Selection, register
+from .base import QueryContext, Selection, register
 
-PASSES = Param("mc_passes", 20, "BALD/PowerBALD: Monte-Carlo dropout passes R", int)
 
 
 def bald_scores(mc_probs: np.ndarray) -> np.ndarray:
@@ -43,7 +42,7 @@ def mc_bald(ctx: QueryContext, positions: np.ndarray, passes: int,
     return out
 
 
-@register("bald", params=(PASSES,))
+@register("bald")
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """BALD: top-b mutual information under MC dropout."""
     unlabeled = ctx.unlabeled

@@ -2,36 +2,29 @@
 
 A strategy is a function ``query(ctx, budget, rng) -> Selection`` that returns ``budget``
 distinct positions of still-unlabelled pool rows. Its hyper-parameters are declared as
-``Param``s so that the CLI lists them (with defaults and ranges) and the run record hashes
-them; the range of a numeric one is its entry in ``ccma.parameters.RANGES``.
+``Param``s in ``catalogue`` so that the CLI lists them (with defaults and ranges) and the run
+record hashes them without importing torch; the range of a numeric one is its entry in
+``ccma.parameters.RANGES``. ``REGISTRY`` holds every catalogued strategy; its query code is
+imported on first use.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from ..errors import CCMAError
 from ..parameters import RANGES, check
-from ..student import Student
+from .catalogue import CATALOGUE, Param
 
+if TYPE_CHECKING:  # annotations only: importing torch takes seconds
+    import torch
 
-@dataclass(frozen=True)
-class Param:
-    name: str          # python name; the CLI flag is --name-with-dashes
-    default: Any
-    help: str
-    type: Callable = float
-    choices: tuple | None = None
-
-    @property
-    def range(self):
-        """The allowed values of a numeric parameter (None for the others)."""
-        return RANGES.get(self.name)
+    from ..student import Student
 
 
 @dataclass
@@ -94,14 +87,37 @@ QueryFn = Callable[[QueryContext, int, np.random.Generator], Selection]
 
 
 @dataclass(frozen=True)
+class Code:
+    """What a strategy's module registers: its query and, optionally, its diagnostics."""
+
+    query: QueryFn
+    diagnose: Callable[[QueryContext], dict] | None = None  # diagnostics without querying
+
+
+_CODE: dict[str, Code] = {}
+
+
+@dataclass(frozen=True)
 class Strategy:
     name: str
-    query: QueryFn
     params: tuple[Param, ...] = ()
     needs_student: bool = True     # cannot pick a batch before a student is trained
-    description: str = ""
-    diagnose: Callable[[QueryContext], dict] | None = None  # diagnostics without querying
     resolve: Callable[[dict], dict] | None = None           # given params -> effective params
+
+    @property
+    def code(self) -> Code:
+        """The query code, from ``ccma.strategies.NAME`` (imported here on first use)."""
+        if self.name not in _CODE:
+            import_module(f"{__package__}.{self.name}")
+        return _CODE[self.name]
+
+    @property
+    def query(self) -> QueryFn:
+        return self.code.query
+
+    @property
+    def diagnose(self) -> Callable[[QueryContext], dict] | None:
+        return self.code.diagnose
 
     def effective(self, given: dict) -> dict:
         """Defaults overlaid with ``given`` (None = not given), then the strategy's resolver;
@@ -117,19 +133,19 @@ class Strategy:
         return {p.name: p.default for p in self.params}
 
 
-REGISTRY: dict[str, Strategy] = {}
+REGISTRY: dict[str, Strategy] = {name: Strategy(name, d.params, d.needs_student, d.resolve)
+                                 for name, d in CATALOGUE.items()}
 
 
-def register(name: str, *, params: tuple[Param, ...] = (), needs_student: bool = True,
-             diagnose=None, resolve=None):
-    """Decorator: register ``query`` under ``name``."""
+def register(name: str, *, diagnose=None):
+    """Decorator: ``query`` is the code of the catalogued strategy ``name``."""
 
     def wrap(fn: QueryFn) -> QueryFn:
-        if name in REGISTRY:
+        if name not in CATALOGUE:
+            raise ValueError(f"strategy {name!r} is not declared in ccma.strategies.catalogue")
+        if name in _CODE:
             raise ValueError(f"strategy {name!r} registered twice")
-        REGISTRY[name] = Strategy(name, fn, tuple(params), needs_student,
-                                  (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
-                                  diagnose, resolve)
+        _CODE[name] = Code(fn, diagnose)
         return fn
 
     return wrap

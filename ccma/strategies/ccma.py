@@ -3,60 +3,20 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ..acquisition import (PRESETS, SUBPOOLS, VARIANTS, CCMAParams, Clustering, cluster_pool,
-                           cluster_representatives, effective_tau, gaussian_kernel_,
-                           greedy_coverage, kmeans_selection, max_similarity_to, median_distance,
-                           realigned_prototypes, recluster_subpool, resolve_params,
-                           subpool_cache_name, subpool_clusters, top_k)
-from ..conformal import (NONCONFORMITY, calibrate_coverage, calibrate_size, in_units,
-                         prediction_sets, set_size_and_coverage)
+from ..acquisition import (CCMAParams, Clustering, cluster_pool, cluster_representatives,
+                           effective_tau, gaussian_kernel_, greedy_coverage, kmeans_selection,
+                           max_similarity_to, median_distance, realigned_prototypes,
+                           recluster_subpool, subpool_cache_name, subpool_clusters, top_k)
+from ..conformal import (calibrate_coverage, calibrate_size, in_units, prediction_sets,
+                         set_size_and_coverage)
 from ..geometry import as_tensor, sq_dists
-from ..scoring import SCORES, Scores, ccma_scores, entropy
+from ..scoring import Scores, ccma_scores, entropy
 from ..teacher import teacher_log_posterior
-from .base import Param, QueryContext, Selection, random_fill, register
-
-_CHOICES = {
-    "calibration": ("size", "coverage"), "calibrate_on": ("calibration", "subpool"),
-    "nonconformity": NONCONFORMITY, "empty_set": ("union", "top1"),
-    "subpool": SUBPOOLS, "final_selection": ("coverage", "kmeans"),
-    "kernel_space": ("teacher", "student"), "score": SCORES,
-}
-
-
-def _bool(text) -> bool:
-    if isinstance(text, bool):
-        return text
-    if str(text).lower() in ("1", "true", "yes", "on"):
-        return True
-    if str(text).lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
-
-
-def _param(f) -> Param:
-    typ = {bool: _bool, int: int, float: float}.get(type(f.default), str)
-    return Param(f.name, None, f"CCMA: {f.name} (paper preset, V1: {f.default}; "
-                               "unset = taken from --preset and --variant)", typ,
-                 _CHOICES.get(f.name))
-
-
-PARAMS = (
-    Param("preset", "paper", "CCMA: preset (paper text or published code)", str, tuple(PRESETS)),
-    Param("variant", "V1", "CCMA: ablation variant of the paper's Table 2", str, tuple(VARIANTS)),
-    *(_param(f) for f in fields(CCMAParams)),
-)
-
-
-def resolve(params: dict) -> dict:
-    """The effective parameters: preset, then variant, then explicit values."""
-    overrides = {k: v for k, v in params.items() if k not in ("preset", "variant")}
-    resolved = resolve_params(params.get("preset", "paper"), params.get("variant", "V1"), **overrides)
-    return {"preset": params.get("preset", "paper"), "variant": params.get("variant", "V1"),
-            **asdict(resolved)}
+from .base import QueryContext, Selection, random_fill, register
 
 
 def _ccma_params(ctx: QueryContext) -> CCMAParams:
@@ -197,7 +157,7 @@ def diagnose(ctx: QueryContext) -> dict:
     return score_round(ctx, _ccma_params(ctx), rng).diagnostics
 
 
-@register("ccma", params=PARAMS, needs_student=False, diagnose=diagnose, resolve=resolve)
+@register("ccma", diagnose=diagnose)
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """Conformal cross-modal acquisition (the paper's method)."""
     p = _ccma_params(ctx)

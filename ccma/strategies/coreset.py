@@ -41,7 +41,7 @@ def k_center_greedy(x: np.ndarray, centres: np.ndarray, budget: int, device: tor
     return np.asarray(chosen, dtype=np.int64)
 
 
-@register("coreset", needs_student=False)
+@register("coreset")
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """Core-set: k-center greedy on the student embeddings, L as initial centres."""
     data = ctx.data

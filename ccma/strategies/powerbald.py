@@ -9,10 +9,9 @@ negative); when fewer than b are positive the rest is drawn uniformly and record
 import numpy as np
 
 from ._common import fill_at_random
-from .bald import PASSES, mc_bald
-from .base import Param, QueryContext, Selection, register
+from .bald import mc_bald
+from .base import QueryContext, Selection, register
 
-BETA = Param("power_beta", 1.0, "PowerBALD: exponent beta of the sampling weights BALD^beta")
 
 
 def power_sample(scores: np.ndarray, budget: int, beta: float,
@@ -24,7 +23,7 @@ def power_sample(scores: np.ndarray, budget: int, beta: float,
     return positive[np.argsort(-keys, kind="stable")[:budget]]
 
 
-@register("powerbald", params=(PASSES, BETA))
+@register("powerbald")
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """PowerBALD: sample b with probability proportional to BALD^beta."""
     beta = ctx.params["power_beta"]

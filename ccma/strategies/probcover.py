@@ -38,13 +38,8 @@ import torch
 from ..atomic import save_npz
 from ..geometry import as_tensor, sq_dists
 from ._common import fill_at_random, kmeans_pp, l2_normalise, rows_per_block
-from .base import Param, QueryContext, Selection, register
+from .base import QueryContext, Selection, register
 
-PARAMS = (
-    Param("probcover_purity", 0.95, "ProbCover: ball purity alpha that sets delta"),
-    Param("probcover_delta", None, "ProbCover: fixed ball radius delta (unset: estimated from "
-                                   "--probcover-purity)"),
-)
 
 
 def impure_radius_sq(x: np.ndarray, pseudo: np.ndarray, device: torch.device) -> np.ndarray:
@@ -163,7 +158,7 @@ def pool_graph(ctx: QueryContext) -> tuple[float, sp.csr_array]:
     return delta_sq, graph
 
 
-@register("probcover", params=PARAMS, needs_student=False)
+@register("probcover")
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """ProbCover: greedy max coverage of delta-balls, delta from pseudo-label purity."""
     delta_sq, graph = pool_graph(ctx)

@@ -26,15 +26,10 @@ import torch
 
 from ..geometry import as_tensor, sq_dists
 from ._common import fill_at_random, join_notes, kmeans_pp, rows_per_block
-from .base import Param, QueryContext, Selection, register
+from .base import QueryContext, Selection, register
 
 TYPICALITY_EPS = 1e-5
 
-PARAMS = (
-    Param("typiclust_max_clusters", 500, "TypiClust: most k-means clusters", int),
-    Param("typiclust_knn", 20, "TypiClust: neighbours in the typicality estimate", int),
-    Param("typiclust_min_size", 5, "TypiClust: clusters of at most this size are skipped", int),
-)
 
 
 def typicality(x: np.ndarray, k: int, device: torch.device) -> np.ndarray:
@@ -88,7 +83,7 @@ def select(x: np.ndarray, assign: np.ndarray, labeled: np.ndarray, budget: int, 
     return np.asarray(picked, dtype=np.int64), from_uncovered
 
 
-@register("typiclust", params=PARAMS, needs_student=False)
+@register("typiclust")
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """TypiClust: the most typical point of the largest uncovered clusters."""
     p = ctx.params

@@ -36,15 +36,11 @@ from scipy.special import softmax
 from ..geometry import as_tensor, nearest, sq_dists
 from ..student import train_student
 from ._common import fill_at_random, join_notes, l2_normalise, rows_per_block, seed_from
-from .base import Param, QueryContext, Selection, register
+from .base import QueryContext, Selection, register
 
 TEMPERATURES = np.round(np.arange(1.0, 20.0, 0.1), 1)
 DUPLICATE_DIST_SQ = 1e-10
 
-PARAMS = (
-    Param("uherding_val_fraction", 0.3,
-          "UHerding: share of the labelled set (the latest) held out to fit the temperature"),
-)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> float:
@@ -154,7 +150,7 @@ def herding(x: np.ndarray, u: np.ndarray, labeled_x: np.ndarray, sigma: float, b
     return np.asarray(chosen, dtype=np.int64)
 
 
-@register("uherding", params=PARAMS)
+@register("uherding")
 def query(ctx: QueryContext, budget: int, rng: np.random.Generator) -> Selection:
     """UHerding: greedy uncertainty-weighted kernel coverage."""
     data = ctx.data

@@ -8,7 +8,9 @@ rule aggregate:
     output:
         report=f"{RESULTS}/report.md",
         html=f"{RESULTS}/report.html",
-        metrics=directory(f"{RESULTS}/metrics"),
+        # files, not directory(): Snakemake's timestamp file in it would be a metric to DVC
+        metrics=[f"{RESULTS}/metrics/{ds}/{name}.json" for ds, name in RUNS]
+        + [f"{RESULTS}/metrics/{ds}/teacher.json" for ds in config["al"]["datasets"]],
         all_curves=f"{RESULTS}/curves.csv",
         labels=f"{RESULTS}/labels_to_target.csv",
         summaries=expand(f"{RESULTS}/{{dataset}}/summary.csv", dataset=config["al"]["datasets"]),

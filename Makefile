@@ -39,7 +39,7 @@ test-slurm: $(STAMP)
 # Needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver): the
 # labelling page driven in a real browser (tests/test_session_browser.py).
 test-browser: $(STAMP)
-	$(BIN)/python -m pytest -m browser -s tests/test_session_browser.py
+	$(BIN)/python -m pytest -m browser -s tests
 
 # Query speed and memory vs scikit-activeml and baal, plus a 1M-point CCMA run (benchmarks/README.md).
 bench: $(STAMP)

@@ -434,14 +434,15 @@ def test_titles_are_wrapped_to_the_figure_width():
             assert inside == wrap  # unwrapped, this title runs off both edges
 
 
+@pytest.mark.browser
 def test_report_renders_in_chromium(built):
-    """The report at 1400 px in headless Chromium; the screenshot is kept as a CI artefact."""
+    """The report at 1400 px in headless Chromium (CI's browser step installs it); the
+    screenshot is kept as a CI artefact."""
+    import importlib.util
     import shutil
     import subprocess
 
     from matplotlib.image import imread
-
-    import importlib.util
 
     if not shutil.which("chromium"):
         pytest.skip("Debian's chromium is not installed (apt-get install chromium): no screenshot")

@@ -29,16 +29,19 @@ def as_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=device)
 
 
-def sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def sq_dists(a: torch.Tensor, b: torch.Tensor, a_sq: torch.Tensor | None = None,
+             b_sq: torch.Tensor | None = None) -> torch.Tensor:
     """Squared Euclidean distances (n, m) between rows of a (n, d) and b (m, d), clamped >= 0.
 
     Computed as (|a|^2 - 2 a.b) + |b|^2 in place on the product: the same roundings as the
-    out-of-place expression, without two more (n, m) temporaries.
+    out-of-place expression, without two more (n, m) temporaries. ``a_sq`` (n,) and ``b_sq``
+    (m,): the rows' squared norms when the caller already has them (a blocked loop over one
+    pool computes them once, with the same roundings).
     """
-    a_sq = (a * a).sum(1, keepdim=True)
-    b_sq = a_sq[:, 0] if b is a else (b * b).sum(1)
+    a_sq = (a * a).sum(1) if a_sq is None else a_sq
+    b_sq = (a_sq if b is a else (b * b).sum(1)) if b_sq is None else b_sq
     d = (2.0 * a) @ b.T
-    return d.neg_().add_(a_sq).add_(b_sq[None, :]).clamp_min_(0.0)
+    return d.neg_().add_(a_sq[:, None]).add_(b_sq[None, :]).clamp_min_(0.0)
 
 
 def nearest(x: np.ndarray, refs: np.ndarray, device: torch.device | None = None,

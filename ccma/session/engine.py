@@ -39,6 +39,8 @@ from ..errors import CCMAError
 from ..features import check_same_rows, feature_path, prototype_path, read_features, read_prototypes
 from ..geometry import pick_device
 from ..loop import round_seed
+from ..parameters import check
+from ..settings import INITS
 from ..strategies import QueryContext, get_strategy
 from ..strategies.base import PoolData
 from ..strategies.ccma import pool_clustering
@@ -144,10 +146,9 @@ class Session:
         self.batch = min(k, 20) if batch is None else batch
         if self.batch < 1:
             raise CCMAError(f"--batch: must be >= 1, got {self.batch}")
-        if init not in ("strategy", "random"):
-            raise CCMAError(f"--init: must be 'strategy' or 'random', got {init!r}")
-        if not 0 < alpha < 1:
-            raise CCMAError(f"--alpha: must be in (0, 1), got {alpha}")
+        if init not in INITS:
+            raise CCMAError(f"--init: must be one of {INITS}, got {init!r}")
+        check("alpha", alpha)
         self.init, self.alpha = init, alpha
         self.calibration_per_batch = (math.ceil(self.batch / 4) if calibration_per_batch is None
                                       else calibration_per_batch)

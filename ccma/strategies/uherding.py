@@ -122,9 +122,7 @@ def herding(x: np.ndarray, u: np.ndarray, labeled_x: np.ndarray, sigma: float, b
         reach = torch.nextafter(reach, torch.tensor(torch.inf, device=device))
         for s in range(0, len(rows), step):
             r = rows[s:s + step]
-            # sq_dists(xt[r], xt), with the pool's squared norms computed once, not per block
-            d = (2.0 * xt[r]) @ xt.T
-            d.neg_().add_(sq_norms[r, None]).add_(sq_norms[None, :]).clamp_min_(0.0)
+            d = sq_dists(xt[r], xt, sq_norms[r], sq_norms)  # the pool's norms computed once
             i, c = torch.nonzero(d < reach[s:s + step, None], as_tuple=True)
             k = d[i, c].double().mul_(-inv).exp_()
             drop = (k - old[s + i]).clamp_min_(0.0)
